@@ -1,0 +1,172 @@
+"""A generator over any LiteLLM provider: hosted APIs or an OpenAI-compatible server (vLLM, SGLang, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+import weakref
+from types import ModuleType
+from typing import Any
+
+from .._async import run_sync
+from .._deps import require
+from .base import Completion, GenerationError, GenerationFailure, GenerationOutput
+
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def _litellm() -> ModuleType:
+    """Import litellm once, without its network fetch of the price list and its stdout help banners."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = require("litellm", "litellm")
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class LiteLLMGenerator:
+    """Samples `n` answers per prompt through `litellm.acompletion`, in one request when the provider allows it.
+
+    Error policy: authentication, permission, not-found, context-window, timeout and rate-limit errors of
+    the n-request raise GenerationError at once (more requests would not help). Any other error of it
+    (e.g. a 400 or UnsupportedParamsError for `n`, a 5xx) falls back to `n` concurrent single requests;
+    a 400 for `n` that single requests then get past is remembered, and later calls go straight to single
+    requests. Single requests that fail become GenerationFailure entries; if nothing at all arrives,
+    GenerationError names the first error. `max_concurrency` bounds in-flight requests per event loop.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        system: str | None = None,
+        timeout: float = 120.0,
+        max_concurrency: int = 16,
+        num_retries: int = 2,
+        **default_sampling: Any,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._litellm = _litellm()
+        self.model = model
+        self.api_base = api_base
+        self._api_key = api_key
+        self.system = system
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.num_retries = num_retries
+        self.default_sampling = default_sampling
+        self._n_rejected = False
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        key = "'***'" if self._api_key else "None"
+        return (
+            f"LiteLLMGenerator(model={self.model!r}, api_base={self.api_base!r}, api_key={key}, "
+            f"system={self.system!r}, timeout={self.timeout}, max_concurrency={self.max_concurrency}, "
+            f"num_retries={self.num_retries}, default_sampling={self.default_sampling!r})"
+        )
+
+    def generate(self, prompt: str, n: int, **sampling: Any) -> GenerationOutput:
+        """Synchronous `agenerate`; works inside a running event loop too."""
+        return run_sync(self.agenerate(prompt, n, **sampling))
+
+    async def agenerate(self, prompt: str, n: int, **sampling: Any) -> GenerationOutput:
+        """Sample `n` completions; per-call sampling knobs override the defaults."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        messages = [{"role": "user", "content": prompt}]
+        if self.system is not None:
+            messages.insert(0, {"role": "system", "content": self.system})
+        params = {**self.default_sampling, **sampling}
+
+        completions: list[Completion] = []
+        rejected_n = False
+        if n > 1 and not self._n_rejected:
+            try:
+                completions = await self._request(messages, n, params)
+            except Exception as exc:
+                if isinstance(exc, self._fatal_errors()):
+                    raise GenerationError(f"request to {self.model} failed: {_describe(exc)}") from exc
+                rejected_n = isinstance(exc, self._litellm.BadRequestError)
+                logger.info("n=%d request to %s failed (%s); using single requests", n, self.model, _describe(exc))
+            completions = completions[:n]
+
+        start = len(completions)
+        results = await asyncio.gather(*(self._single(messages, params) for _ in range(start, n)))
+        failures = [
+            GenerationFailure(index=start + i, error=_describe(r))
+            for i, r in enumerate(results)
+            if isinstance(r, Exception)
+        ]
+        completions += [r for r in results if isinstance(r, Completion)]
+        if not completions:
+            raise GenerationError(
+                f"no completion from {self.model}: {len(failures)} of {n} requests failed; "
+                f"first error: {failures[0].error}"
+            )
+        if rejected_n:
+            self._n_rejected = True
+        return GenerationOutput(completions=completions, failures=failures)
+
+    def _fatal_errors(self) -> tuple[type[Exception], ...]:
+        """Errors of the n-request that single requests would only repeat."""
+        lm = self._litellm
+        return (
+            lm.AuthenticationError,
+            lm.PermissionDeniedError,
+            lm.NotFoundError,
+            lm.ContextWindowExceededError,
+            lm.Timeout,
+            lm.RateLimitError,
+        )
+
+    async def _single(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion | Exception:
+        """One single-sample request; its error is returned, not raised."""
+        try:
+            completions = await self._request(messages, 1, params)
+        except Exception as exc:
+            return exc
+        return completions[0] if completions else GenerationError("the response had no choices")
+
+    async def _request(self, messages: list[dict[str, str]], n: int, params: dict[str, Any]) -> list[Completion]:
+        """One `acompletion` call for `n` choices, bounded by the per-loop semaphore."""
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+        async with semaphore:
+            started = time.perf_counter()
+            response = await self._litellm.acompletion(
+                model=self.model,
+                messages=messages,
+                n=n,
+                api_base=self.api_base,
+                api_key=self._api_key,
+                timeout=self.timeout,
+                num_retries=self.num_retries,
+                **params,
+            )
+            latency = time.perf_counter() - started
+        usage = getattr(response, "usage", None)
+        choices = response.choices
+        return [
+            Completion(
+                text=choice.message.content or "",
+                finish_reason=choice.finish_reason,
+                prompt_tokens=getattr(usage, "prompt_tokens", None),
+                # with several choices in one response only the total is known
+                completion_tokens=getattr(usage, "completion_tokens", None) if len(choices) == 1 else None,
+                latency=latency,
+            )
+            for choice in choices
+        ]
