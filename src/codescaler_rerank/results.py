@@ -1,0 +1,55 @@
+"""Result types of reranking."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from .generators.base import GenerationFailure
+
+
+class Candidate(BaseModel):
+    """One sampled answer after extraction, scoring and shaping; `rank` 1 is the selected one."""
+
+    index: int  # position among the answers as generated / given
+    text: str
+    code: str
+    language: str | None
+    valid: bool
+    reason: str  # "ok", or why the code is invalid / could not be scored
+    score: float | None  # raw reward-model score; None when the code was not scored
+    reward: float  # shaped reward: 0.0 if invalid, softplus(score) otherwise
+    rank: int
+    truncated: bool = False  # the RM input was cut at the model's max_length
+    duplicate_of: int | None = None  # index of the identical program whose score this one shares
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+    latency: float | None = None
+
+
+class Timings(BaseModel):
+    """Wall-clock seconds per stage."""
+
+    generate: float = 0.0
+    extract: float = 0.0
+    score: float = 0.0
+    total: float = 0.0
+
+
+class Usage(BaseModel):
+    """Token counts: generation as reported by the backend, scoring as encoded for the RM."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    scored_tokens: int = 0
+    scored_programs: int = 0  # distinct valid programs sent to the RM
+
+
+class RerankResult(BaseModel):
+    """The selected candidate, all candidates ranked best first, and what it cost."""
+
+    best: Candidate
+    candidates: list[Candidate]
+    timings: Timings
+    usage: Usage
+    failures: list[GenerationFailure] = []
+    reward_model: str | None = None
