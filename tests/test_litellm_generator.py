@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import codescaler_rerank
+from codescaler_rerank._async import run_sync
 from codescaler_rerank.generators.base import GenerationError, Generator
 from codescaler_rerank.generators.litellm_generator import LiteLLMGenerator
 from openai_server import OpenAIServer
@@ -63,6 +64,19 @@ def test_n_choices_in_one_request(make, server):
         assert c.prompt_tokens == 6  # words of system + user message
         assert c.completion_tokens is None  # only the total of 8 is known for 4 choices
         assert c.latency is not None and c.latency > 0
+    assert out.completion_tokens == 8
+
+
+def test_conversation_is_sent_as_it_is(make, server):
+    conversation = [
+        {"role": "user", "content": "write hello world"},
+        {"role": "assistant", "content": "In which language?"},
+        {"role": "user", "content": "Python"},
+    ]
+    out = run_sync(make("ok").achat(conversation, 2))
+    assert len(out.completions) == 2
+    (body,) = server.chat_requests()
+    assert body["messages"] == conversation
 
 
 def test_single_choice_keeps_completion_tokens(make):
@@ -125,6 +139,7 @@ def test_fewer_choices_are_topped_up(make, server):
     assert len(out.completions) == 4
     assert out.failures == []
     assert [b.get("n") for b in server.chat_requests()] == [4, 1, 1]
+    assert out.completion_tokens == 8  # 2 choices' total from the n-request, plus 2 + 2 from the single ones
 
 
 def test_partial_failures_are_reported(make, server):

@@ -29,6 +29,7 @@ class GenerationOutput(BaseModel):
 
     completions: list[Completion]
     failures: list[GenerationFailure] = []
+    completion_tokens: int | None = None  # total over all completions, when the backend reported it
 
 
 class GenerationError(RuntimeError):

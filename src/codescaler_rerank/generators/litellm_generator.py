@@ -9,7 +9,7 @@ import os
 import time
 import weakref
 from types import ModuleType
-from typing import Any
+from typing import Any, Sequence
 
 from .._async import run_sync
 from .._deps import require
@@ -83,19 +83,25 @@ class LiteLLMGenerator:
         return run_sync(self.agenerate(prompt, n, **sampling))
 
     async def agenerate(self, prompt: str, n: int, **sampling: Any) -> GenerationOutput:
-        """Sample `n` completions; per-call sampling knobs override the defaults."""
-        if n < 1:
-            raise ValueError("n must be at least 1")
+        """Sample `n` answers to a user prompt (after the optional system message)."""
         messages = [{"role": "user", "content": prompt}]
         if self.system is not None:
             messages.insert(0, {"role": "system", "content": self.system})
+        return await self.achat(messages, n, **sampling)
+
+    async def achat(self, messages: Sequence[dict[str, Any]], n: int, **sampling: Any) -> GenerationOutput:
+        """Sample `n` replies to a conversation sent as it is; per-call sampling knobs override the defaults."""
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        messages = list(messages)
         params = {**self.default_sampling, **sampling}
 
         completions: list[Completion] = []
+        batch_tokens: int | None = 0  # completion tokens of the n-request (only its total is known)
         rejected_n = False
         if n > 1 and not self._n_rejected:
             try:
-                completions = await self._request(messages, n, params)
+                completions, batch_tokens = await self._request(messages, n, params)
             except Exception as exc:
                 if isinstance(exc, self._fatal_errors()):
                     raise GenerationError(f"request to {self.model} failed: {_describe(exc)}") from exc
@@ -118,7 +124,10 @@ class LiteLLMGenerator:
             )
         if rejected_n:
             self._n_rejected = True
-        return GenerationOutput(completions=completions, failures=failures)
+        singles = [c.completion_tokens for c in completions[start:]]
+        known = batch_tokens is not None and all(t is not None for t in singles)
+        total = (batch_tokens or 0) + sum(t or 0 for t in singles) if known else None
+        return GenerationOutput(completions=completions, failures=failures, completion_tokens=total)
 
     def _fatal_errors(self) -> tuple[type[Exception], ...]:
         """Errors of the n-request that single requests would only repeat."""
@@ -132,16 +141,18 @@ class LiteLLMGenerator:
             lm.RateLimitError,
         )
 
-    async def _single(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Completion | Exception:
+    async def _single(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion | Exception:
         """One single-sample request; its error is returned, not raised."""
         try:
-            completions = await self._request(messages, 1, params)
+            completions, _ = await self._request(messages, 1, params)
         except Exception as exc:
             return exc
         return completions[0] if completions else GenerationError("the response had no choices")
 
-    async def _request(self, messages: list[dict[str, str]], n: int, params: dict[str, Any]) -> list[Completion]:
-        """One `acompletion` call for `n` choices, bounded by the per-loop semaphore."""
+    async def _request(
+        self, messages: list[dict[str, Any]], n: int, params: dict[str, Any]
+    ) -> tuple[list[Completion], int | None]:
+        """One `acompletion` call for `n` choices (bounded by the per-loop semaphore), and its completion tokens."""
         loop = asyncio.get_running_loop()
         semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         async with semaphore:
@@ -159,7 +170,7 @@ class LiteLLMGenerator:
             latency = time.perf_counter() - started
         usage = getattr(response, "usage", None)
         choices = response.choices
-        return [
+        completions = [
             Completion(
                 text=choice.message.content or "",
                 finish_reason=choice.finish_reason,
@@ -170,3 +181,4 @@ class LiteLLMGenerator:
             )
             for choice in choices
         ]
+        return completions, getattr(usage, "completion_tokens", None)
