@@ -1,0 +1,81 @@
+"""The shared extract → dedup → score → shape path, used by reranking, RL rewards and evaluation alike."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from .extraction import Extraction, extract_code, normalize_code
+from .reward_model import ScoredInput
+from .shaping import shape_reward
+
+
+class RewardScorer(Protocol):
+    """What the pipeline needs from a reward model (HF, vLLM or remote)."""
+
+    name: str
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[ScoredInput]: ...
+
+
+@dataclass(frozen=True)
+class ScoredExtraction:
+    """An extraction with its raw score (None if not scored), shaped reward and scoring details."""
+
+    extraction: Extraction
+    score: float | None
+    reward: float
+    valid: bool
+    reason: str
+    n_tokens: int = 0
+    truncated: bool = False
+    duplicate_of: int | None = None
+
+
+def extract_all(texts: Sequence[str], language: str | None, mode: str) -> list[Extraction]:
+    """Extract the code of each response."""
+    return [extract_code(text, language=language, mode=mode) for text in texts]
+
+
+def score_extractions(
+    scorer: RewardScorer, groups: Sequence[tuple[str, Sequence[Extraction]]], *, dedup: bool = True
+) -> list[list[ScoredExtraction]]:
+    """Score every valid extraction of every (prompt, extractions) group in one bulk call, then shape.
+
+    Invalid code is not scored (reward 0). With `dedup`, programs equal after normalisation within a group
+    are scored once and share the score; `duplicate_of` names the first one.
+    """
+    pairs: list[tuple[str, str]] = []
+    slots: list[list[tuple[int | None, int | None]]] = []  # per candidate: (pair index, duplicate_of)
+    for prompt, extractions in groups:
+        seen: dict[str, int] = {}
+        group_slots: list[tuple[int | None, int | None]] = []
+        for i, ex in enumerate(extractions):
+            if not ex.valid:
+                group_slots.append((None, None))
+                continue
+            key = normalize_code(ex.code, ex.language) if dedup else str(i)
+            if key in seen:
+                first = seen[key]
+                group_slots.append((group_slots[first][0], first))
+                continue
+            seen[key] = i
+            group_slots.append((len(pairs), None))
+            pairs.append((prompt, ex.code))
+        slots.append(group_slots)
+    scored = scorer.score_pairs(pairs) if pairs else []
+    return [
+        [_shape(ex, None if slot is None else scored[slot], dup) for ex, (slot, dup) in zip(extractions, group_slots)]
+        for (_, extractions), group_slots in zip(groups, slots)
+    ]
+
+
+def _shape(ex: Extraction, scored: ScoredInput | None, duplicate_of: int | None) -> ScoredExtraction:
+    if scored is None:
+        return ScoredExtraction(ex, None, 0.0, False, ex.reason)
+    if not math.isfinite(scored.score):
+        return ScoredExtraction(ex, None, 0.0, False, "score_not_finite", scored.n_tokens, scored.truncated, duplicate_of)
+    return ScoredExtraction(
+        ex, scored.score, shape_reward(scored.score, True), True, ex.reason, scored.n_tokens, scored.truncated, duplicate_of
+    )

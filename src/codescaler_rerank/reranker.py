@@ -1,0 +1,144 @@
+"""Best-of-N selection: sample, extract, score, shape, select."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any, Sequence
+
+from .extraction import canonical_language
+from .generators.base import Completion, GenerationOutput, Generator
+from .pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
+from .results import Candidate, RerankResult, Timings, Usage
+from .reward_model import DEFAULT_REWARD_MODEL
+from .specs import load_generator, load_reward_model
+
+MODES = ("lenient", "strict")
+
+
+def selection_key(c: Candidate) -> tuple:
+    """Best first: higher shaped reward, then higher raw score, then shorter code, then earlier candidate."""
+    score = c.score if c.score is not None else float("-inf")
+    return (-c.reward, -score, len(c.code), c.index)
+
+
+class Reranker:
+    """Samples N answers from a generator and returns them ranked by a reward model.
+
+    `generator` and `reward_model` take instances or spec strings (`"litellm:openai/gpt-4o-mini"`,
+    `"LARK-Lab/CodeScaler-8B"` or a local path). `sampling` holds default sampling knobs for `rerank`.
+    """
+
+    def __init__(
+        self,
+        generator: str | Generator | None = None,
+        reward_model: str | RewardScorer = DEFAULT_REWARD_MODEL,
+        *,
+        language: str | None = "python",
+        mode: str = "lenient",
+        dedup: bool = True,
+        sampling: dict[str, Any] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if language is not None and canonical_language(language) is None:
+            raise ValueError(f"unsupported language {language!r}")
+        self.generator = load_generator(generator) if generator is not None else None
+        self.reward_model = load_reward_model(reward_model)
+        self.language = canonical_language(language) if language else None
+        self.mode = mode
+        self.dedup = dedup
+        self.sampling = dict(sampling or {})
+
+    def rerank(self, prompt: str, n: int = 8, **sampling: Any) -> RerankResult:
+        """Sample `n` answers to `prompt` and rank them."""
+        start = time.perf_counter()
+        output = self._require_generator().generate(prompt, n, **{**self.sampling, **sampling})
+        return self.rank_output(prompt, output, time.perf_counter() - start)
+
+    async def arerank(self, prompt: str, n: int = 8, **sampling: Any) -> RerankResult:
+        """Async `rerank`: generation is awaited, scoring runs in a worker thread."""
+        start = time.perf_counter()
+        output = await self._require_generator().agenerate(prompt, n, **{**self.sampling, **sampling})
+        return await asyncio.to_thread(self.rank_output, prompt, output, time.perf_counter() - start)
+
+    def select(self, prompt: str, candidates: Sequence[str]) -> RerankResult:
+        """Rank answers you already have."""
+        return self.rank_output(prompt, _as_output(candidates), 0.0)
+
+    async def aselect(self, prompt: str, candidates: Sequence[str]) -> RerankResult:
+        """Async `select`: scoring runs in a worker thread."""
+        return await asyncio.to_thread(self.select, prompt, candidates)
+
+    def _require_generator(self) -> Generator:
+        if self.generator is None:
+            raise ValueError("this Reranker has no generator: pass generator=... or use select() with your candidates")
+        return self.generator
+
+    def rank_output(self, prompt: str, output: GenerationOutput, generate_time: float = 0.0) -> RerankResult:
+        """Rank what a generator returned (extract, score, shape, select); for callers that sample themselves."""
+        completions = output.completions
+        t0 = time.perf_counter()
+        extractions = extract_all([c.text for c in completions], self.language, self.mode)
+        t1 = time.perf_counter()
+        [scored] = score_extractions(self.reward_model, [(prompt, extractions)], dedup=self.dedup)
+        t2 = time.perf_counter()
+        candidates = sorted(
+            (_candidate(i, comp, s) for i, (comp, s) in enumerate(zip(completions, scored))), key=selection_key
+        )
+        for rank, c in enumerate(candidates, start=1):
+            c.rank = rank
+        usage = Usage(
+            prompt_tokens=max((c.prompt_tokens or 0 for c in completions), default=0),
+            completion_tokens=(
+                output.completion_tokens
+                if output.completion_tokens is not None
+                else sum(c.completion_tokens or 0 for c in completions)
+            ),
+            scored_tokens=sum(s.n_tokens for s in scored if s.duplicate_of is None),
+            scored_programs=sum(1 for s in scored if s.score is not None and s.duplicate_of is None),
+        )
+        timings = Timings(generate=generate_time, extract=t1 - t0, score=t2 - t1, total=generate_time + t2 - t0)
+        return RerankResult(
+            best=candidates[0], candidates=candidates, timings=timings, usage=usage,
+            failures=output.failures, reward_model=getattr(self.reward_model, "name", None),
+        )
+
+
+def _as_output(candidates: Sequence[str]) -> GenerationOutput:
+    if isinstance(candidates, str):
+        raise TypeError("candidates must be a list of strings, not one string")
+    if not candidates:
+        raise ValueError("no candidates to rank")
+    return GenerationOutput(completions=[Completion(text=t) for t in candidates])
+
+
+def _candidate(index: int, completion: Completion, s: ScoredExtraction) -> Candidate:
+    return Candidate(
+        index=index, text=completion.text, code=s.extraction.code, language=s.extraction.language,
+        valid=s.valid, reason=s.reason, score=s.score, reward=s.reward, rank=0, truncated=s.truncated,
+        duplicate_of=s.duplicate_of, finish_reason=completion.finish_reason,
+        completion_tokens=completion.completion_tokens, latency=completion.latency,
+    )
+
+
+def rerank(
+    prompt: str,
+    n: int = 8,
+    *,
+    generator: str | Generator,
+    reward_model: str | RewardScorer = DEFAULT_REWARD_MODEL,
+    **kwargs: Any,
+) -> RerankResult:
+    """One-shot `Reranker(generator, reward_model, **kwargs).rerank(prompt, n)`; other kwargs are sampling knobs.
+
+    Reward models given by name are loaded once and kept (the two most recent).
+    """
+    sampling = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("language", "mode", "dedup", "sampling")}
+    if isinstance(reward_model, str):
+        reward_model = _cached_reward_model(reward_model)
+    return Reranker(generator, reward_model, **kwargs).rerank(prompt, n, **sampling)
+
+
+_cached_reward_model = functools.lru_cache(maxsize=2)(load_reward_model)
