@@ -1,0 +1,46 @@
+"""The reward path of the RL adapters: the same extraction, dedup, scoring and shaping as `rerank()`, in bulk."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+from ..pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
+from ..reward_model import DEFAULT_REWARD_MODEL
+from ..specs import load_reward_model
+
+RM_ENV = "CODESCALER_RM"
+
+
+def score_responses(
+    scorer: RewardScorer,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    *,
+    language: str | None = "python",
+    mode: str = "strict",
+    dedup: bool = True,
+) -> list[ScoredExtraction]:
+    """Extract and score each (prompt, response) pair in one reward-model call; responses to one prompt form a group.
+
+    `mode="strict"` (the paper's RL rule) by default: an answer without exactly one parsing code block gets reward 0.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    members: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        members.setdefault(prompt, []).append(i)
+    extractions = extract_all(responses, language, mode)
+    groups = [(prompt, [extractions[i] for i in idx]) for prompt, idx in members.items()]
+    scored: list[ScoredExtraction | None] = [None] * len(prompts)
+    for idx, group in zip(members.values(), score_extractions(scorer, groups, dedup=dedup)):
+        for i, s in zip(idx, group):
+            scored[i] = s
+    return scored  # type: ignore[return-value]  # every slot is filled
+
+
+@functools.lru_cache(maxsize=2)
+def shared_reward_model(spec: str | None = None) -> RewardScorer:
+    """A reward model loaded once per process: `spec`, else $CODESCALER_RM, else the default CodeScaler model."""
+    return load_reward_model(spec or os.environ.get(RM_ENV) or DEFAULT_REWARD_MODEL)

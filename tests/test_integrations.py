@@ -1,0 +1,121 @@
+"""RL reward adapters: same values as rerank(); TRL in a real GRPO run; verl and OpenRLHF called as those frameworks do.
+
+verl and OpenRLHF need GPUs and Ray, so they are not installed: their reward files are called with the arguments
+verl's naive / batch reward managers and OpenRLHF's remote reward-function loader pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from codescaler_rerank import Reranker
+
+PROMPTS = ["Write a Python function add(a, b).", "Write a Python function neg(x)."]
+ANSWERS = {
+    PROMPTS[0]: [
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "Just add them.",
+        "```python\ndef add(a, b):\n    return a + b\n```",  # a duplicate
+        "```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",  # two blocks: strict says no
+    ],
+    PROMPTS[1]: ["```python\ndef neg(x):\n    return -x\n```", "```python\ndef neg(x)\n    return x\n```"],
+}
+FLAT = [(p, a) for p, answers in ANSWERS.items() for a in answers]
+
+
+@pytest.fixture(scope="module")
+def expected(tiny_rm):
+    """Shaped rewards from Reranker.select in strict mode, in FLAT order."""
+    rewards = []
+    for prompt, answers in ANSWERS.items():
+        result = Reranker(None, tiny_rm, mode="strict").select(prompt, answers)
+        by_index = {c.index: c.reward for c in result.candidates}
+        rewards += [by_index[i] for i in range(len(answers))]
+    return rewards
+
+
+def test_trl_reward_text_conversational_and_async(tiny_rm, expected):
+    from codescaler_rerank.integrations.trl import AsyncCodeScalerReward, CodeScalerReward
+
+    prompts, completions = [p for p, _ in FLAT], [a for _, a in FLAT]
+    logged = {}
+    text = CodeScalerReward(tiny_rm)(prompts, completions, log_metric=logged.__setitem__, trainer_state=None)
+    assert text == pytest.approx(expected, abs=1e-5)
+    assert text[1] == text[3] == text[5] == 0.0 and text[0] == text[2] > 0
+    assert logged == {"codescaler_valid": pytest.approx(3 / 6)}
+    conversational = CodeScalerReward(tiny_rm)(
+        [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}] for p in prompts],
+        [[{"role": "assistant", "content": a}] for a in completions],
+    )
+    assert conversational == pytest.approx(expected, abs=1e-5)
+    assert asyncio.run(AsyncCodeScalerReward(tiny_rm)(prompts, completions)) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs the train extra")
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+def test_trl_grpo_steps_log_the_reward(tiny_rm, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from codescaler_rerank.integrations.trl import AsyncCodeScalerReward
+    from codescaler_rerank.testing import build_tiny_qwen3_causal_lm
+
+    class Recording(AsyncCodeScalerReward):
+        """Keeps what it returned, to compare with what the trainer logged."""
+
+        returned: list[list[float]] = []
+
+        async def __call__(self, prompts, completions, **kwargs):
+            rewards = await super().__call__(prompts, completions, **kwargs)
+            self.returned.append(rewards)
+            return rewards
+
+    policy, tokenizer = build_tiny_qwen3_causal_lm(tmp_path / "policy")
+    reward = Recording(tiny_rm, mode="lenient")
+    args = GRPOConfig(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
+        max_steps=2, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, bf16=False,
+    )
+    trainer = GRPOTrainer(
+        model=policy, processing_class=tokenizer, reward_funcs=[reward], args=args,
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS * 2}),
+    )
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "rewards/Recording/mean" in entry]
+    assert len(reward.returned) == 2 and len(logs) == 2
+    for returned, entry in zip(reward.returned, logs):
+        assert entry["rewards/Recording/mean"] == pytest.approx(sum(returned) / len(returned), abs=1e-5)
+        assert "codescaler_valid" in entry
+
+
+def test_verl_compute_score(tiny_qwen3_path, expected):
+    from codescaler_rerank.integrations.verl_reward import compute_score, compute_score_batch
+
+    rm = str(tiny_qwen3_path)
+    single = [compute_score("codegen", a, None, extra_info={"prompt": p}, reward_model=rm) for p, a in FLAT]
+    batch = compute_score_batch(
+        data_sources=["codegen"] * len(FLAT), solution_strs=[a for _, a in FLAT], ground_truths=[None] * len(FLAT),
+        extra_infos=[{"question": p} for p, _ in FLAT], reward_model=rm,
+    )
+    assert single == pytest.approx(expected, abs=1e-4) and batch == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="extra_info"):
+        compute_score("codegen", FLAT[0][1], None, extra_info={}, reward_model=rm)
+
+
+def test_openrlhf_reward_func(tiny_qwen3_path, expected, monkeypatch):
+    from codescaler_rerank.integrations import openrlhf_reward
+    from codescaler_rerank.integrations.rewards import shared_reward_model
+
+    monkeypatch.setenv("CODESCALER_RM", str(tiny_qwen3_path))
+    shared_reward_model.cache_clear()
+    templated = [f"<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n" for p, _ in FLAT]
+    out = openrlhf_reward.reward_func(
+        queries=[t + a for t, (_, a) in zip(templated, FLAT)], prompts=templated, labels=[p for p, _ in FLAT]
+    )
+    shared_reward_model.cache_clear()
+    assert out["rewards"].tolist() == pytest.approx(expected, abs=1e-4)
+    assert all(0 <= s <= 1 for s in out["scores"].tolist()) and out["scores"][1] == 0
+    assert out["extra_logs"]["codescaler_valid"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
