@@ -195,7 +195,7 @@ def from_livecodebench(records: Records, *, source: str | None = None,
         out.append(Problem(
             problem_id=str(record.get("question_id") or record["question_title"]),
             problem=record["question_content"],
-            tests=_functional_tests(metadata["func_name"], pairs) if functional else None,
+            tests=functional_tests(metadata["func_name"], pairs) if functional else None,
             stdio_tests=None if functional else pairs,
             entry_point=metadata.get("func_name"),
             public_tests=[(case["input"], case["output"]) for case in public] or None,
@@ -235,7 +235,7 @@ def _lcb_cases(value: Any) -> list[dict[str, Any]]:
     return list(value)
 
 
-def _functional_tests(func_name: str, cases: list[tuple[str, str]]) -> str:
+def functional_tests(func_name: str, cases: list[tuple[str, str]]) -> str:
     """Assertions calling ``Solution().func_name`` with each case's JSON lines as arguments."""
     lines = ["def _norm(value):", "    return list(value) if isinstance(value, tuple) else value", ""]
     for given, expected in cases:

@@ -36,11 +36,11 @@ from typing import Any, Iterable, Literal, Sequence
 from pydantic import BaseModel, Field, PositiveInt
 from tqdm import tqdm
 
-from .datasets import Problem, Records, _functional_tests, read_jsonl
+from .datasets import Problem, Records, functional_tests, read_jsonl
 from .execution import run_many
 from .generators.base import Completion
 from .pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
-from .reranker import _candidate, selection_key
+from .reranker import build_candidate, selection_key
 
 METHODS = ("reward_model", "random", "first", "oracle", "public_tests")
 DEFAULT_NS = (1, 2, 4, 8, 16)
@@ -180,7 +180,7 @@ def public_problem(problem: Problem, source: Literal["auto", "field", "none"] = 
         if problem.tests is None:
             return problem.model_copy(update={"stdio_tests": problem.public_tests})
         if problem.entry_point:
-            return problem.model_copy(update={"tests": _functional_tests(problem.entry_point, problem.public_tests)})
+            return problem.model_copy(update={"tests": functional_tests(problem.entry_point, problem.public_tests)})
     if source == "auto" and problem.tests is not None:
         asserts = docstring_asserts(problem.problem)
         if asserts:
@@ -335,7 +335,7 @@ def _ranks(codes: Sequence[str], scored: Sequence[ScoredExtraction]) -> list[int
     `selection_key` is a total order ending in the candidate's index, so restricted to any subset kept in the
     data set's order it gives exactly the reranker's choice among that subset.
     """
-    candidates = [_candidate(i, Completion(text=code), s) for i, (code, s) in enumerate(zip(codes, scored))]
+    candidates = [build_candidate(i, Completion(text=code), s) for i, (code, s) in enumerate(zip(codes, scored))]
     ranks = [0] * len(candidates)
     for place, c in enumerate(sorted(candidates, key=selection_key)):
         ranks[c.index] = place

@@ -85,7 +85,7 @@ class Reranker:
         [scored] = score_extractions(self.reward_model, [(prompt, extractions)], dedup=self.dedup)
         t2 = time.perf_counter()
         candidates = sorted(
-            (_candidate(i, comp, s) for i, (comp, s) in enumerate(zip(completions, scored))), key=selection_key
+            (build_candidate(i, comp, s) for i, (comp, s) in enumerate(zip(completions, scored))), key=selection_key
         )
         for rank, c in enumerate(candidates, start=1):
             c.rank = rank
@@ -114,7 +114,8 @@ def _as_output(candidates: Sequence[str]) -> GenerationOutput:
     return GenerationOutput(completions=[Completion(text=t) for t in candidates])
 
 
-def _candidate(index: int, completion: Completion, s: ScoredExtraction) -> Candidate:
+def build_candidate(index: int, completion: Completion, s: ScoredExtraction) -> Candidate:
+    """A Candidate (rank still 0) from a completion and its scored extraction."""
     return Candidate(
         index=index, text=completion.text, code=s.extraction.code, language=s.extraction.language,
         valid=s.valid, reason=s.reason, score=s.score, reward=s.reward, rank=0, truncated=s.truncated,
