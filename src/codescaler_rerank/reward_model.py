@@ -186,28 +186,24 @@ class RewardModel:
         Packed, sequences with the same `groups` key (e.g. their prompt) share one pass over their common prefix;
         keys only steer efficiency, never the scores.
         """
+        keys = [tuple(seq) for seq in sequences]
         distinct: dict[tuple[int, ...], Hashable] = {}
-        for seq, group in zip(sequences, groups or [None] * len(sequences)):
-            distinct.setdefault(tuple(seq), group)
-        unique = list(distinct)
-        scores = self._forward(unique, list(distinct.values()))
-        slot = {seq: k for k, seq in enumerate(unique)}
-        return [scores[slot[tuple(seq)]] for seq in sequences]
+        for key, group in zip(keys, [None] * len(keys) if groups is None else groups, strict=True):
+            distinct.setdefault(key, group)
+        scores = dict(zip(distinct, self._forward(list(distinct), list(distinct.values()))))
+        return [scores[key] for key in keys]
 
     def _forward(self, sequences: list[tuple[int, ...]], groups: list[Hashable]) -> list[float]:
-        if not self.packing:
-            plan, run = partial(padded_rows, sequences), partial(self._run_padded, sequences)
-            scores, self.last_batching = run_rows("padded", len(sequences), self.token_budget, plan, run)
-            return scores
-        pad = self.tokenizer.pad_token_id
-
-        def run_packed(row: Row) -> list[float]:
-            return forward_packed(self.model, pack_row(sequences, row, pad), self.attention)
-
-        plan = partial(plan_packed_rows, sequences, groups)
-        path = f"packed-{self.attention}"
-        scores, self.last_batching = run_rows(path, len(sequences), self.token_budget, plan, run_packed)
+        if self.packing:
+            path, plan = f"packed-{self.attention}", partial(plan_packed_rows, sequences, groups)
+            run = partial(self._run_packed, sequences)
+        else:
+            path, plan, run = "padded", partial(padded_rows, sequences), partial(self._run_padded, sequences)
+        scores, self.last_batching = run_rows(path, len(sequences), self.token_budget, plan, run)
         return scores
+
+    def _run_packed(self, sequences: list[tuple[int, ...]], row: Row) -> list[float]:
+        return forward_packed(self.model, pack_row(sequences, row, self.tokenizer.pad_token_id), self.attention)
 
     def _run_padded(self, sequences: list[tuple[int, ...]], row: Row) -> list[float]:
         torch = require("torch", "hf")
