@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from json_http import JSONRequestHandler
+
 MODELS = ("ok", "no-n", "fewer", "flaky", "fail", "slow", "tool")
 
 
@@ -204,25 +206,9 @@ def _error(message: str, type_: str, *, param: str | None = None, code: str | No
 
 
 def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-            pass
-
+    class Handler(JSONRequestHandler):
         def _headers(self) -> dict[str, str]:
             return {k.lower(): v for k, v in self.headers.items()}
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                self.close_connection = True
 
         def do_GET(self) -> None:
             server._record(RecordedRequest("GET", self.path, self._headers(), {}))

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from json_http import JSONRequestHandler
 
 pytest.importorskip("transformers", reason="RemoteRewardModel loads the RM tokenizer with transformers (hf extra)")
 
@@ -90,22 +91,7 @@ class PoolingServer:
 
 
 def _handler(server: PoolingServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+    class Handler(JSONRequestHandler):
 
         def do_GET(self) -> None:
             if self.path != "/v1/models":

@@ -45,12 +45,10 @@ def build_tiny_decoder_tokenizer(path: str | Path, vocab_size: int = 1024):
     return fast
 
 
-def build_tiny_qwen3_classifier(path: str | Path, *, seed: int = 0, num_layers: int = 2, head_dim: int = 32):
-    """A Qwen3ForSequenceClassification with 1 logit and random weights, saved with its tokenizer."""
-    torch = require("torch", "hf")
+def _tiny_qwen3_config(tokenizer, *, num_layers: int, head_dim: int, **extra):
+    """A toy-size Qwen3 config over the tiny decoder tokenizer (head_dim >= 32, as vLLM needs)."""
     transformers = require("transformers", "hf")
-    tokenizer = build_tiny_decoder_tokenizer(path)
-    config = transformers.Qwen3Config(
+    return transformers.Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -59,12 +57,20 @@ def build_tiny_qwen3_classifier(path: str | Path, *, seed: int = 0, num_layers: 
         num_key_value_heads=1,
         head_dim=head_dim,
         max_position_embeddings=8192,
-        num_labels=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=False,
+        **extra,
     )
+
+
+def build_tiny_qwen3_classifier(path: str | Path, *, seed: int = 0, num_layers: int = 2, head_dim: int = 32):
+    """A Qwen3ForSequenceClassification with 1 logit and random weights, saved with its tokenizer."""
+    torch = require("torch", "hf")
+    transformers = require("transformers", "hf")
+    tokenizer = build_tiny_decoder_tokenizer(path)
+    config = _tiny_qwen3_config(tokenizer, num_layers=num_layers, head_dim=head_dim, num_labels=1)
     torch.manual_seed(seed)
     model = transformers.Qwen3ForSequenceClassification(config)
     model.save_pretrained(str(path))
@@ -106,20 +112,7 @@ def build_tiny_qwen3_causal_lm(path: str | Path, *, seed: int = 0, num_layers: i
     torch = require("torch", "hf")
     transformers = require("transformers", "hf")
     tokenizer = build_tiny_decoder_tokenizer(path)
-    config = transformers.Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=head_dim,
-        max_position_embeddings=8192,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
+    config = _tiny_qwen3_config(tokenizer, num_layers=num_layers, head_dim=head_dim)
     torch.manual_seed(seed)
     model = transformers.Qwen3ForCausalLM(config)
     model.save_pretrained(str(path))
