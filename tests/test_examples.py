@@ -52,3 +52,15 @@ def test_proxy_with_openai_client():
 def test_trl_grpo_reward():
     out = run_example("trl_grpo_reward.py")
     assert "step 1: reward" in out and "step 2: reward" in out
+
+
+@needs("langgraph")
+def test_agents_langgraph():
+    out = run_example("agents_langgraph.py")
+    assert "def is_even" in out and out.count("rank ") == 4
+
+
+@needs("agents", "fastapi", "uvicorn", "prometheus_client")
+def test_agents_openai_proxy():
+    out = run_example("agents_openai_proxy.py")
+    assert "def is_even(n):\n    return n % 2 == 0" in out
