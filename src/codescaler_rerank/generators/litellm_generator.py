@@ -16,6 +16,7 @@ from .._deps import require
 from .base import Completion, GenerationError, GenerationFailure, GenerationOutput
 
 logger = logging.getLogger(__name__)
+NO_API_KEY = "EMPTY"  # sent to an `api_base` server when no key is given (never the environment's provider key)
 
 
 @functools.cache
@@ -59,7 +60,8 @@ class LiteLLMGenerator:
         self._litellm = _litellm()
         self.model = model
         self.api_base = api_base
-        self._api_key = api_key
+        # OpenAI-compatible servers without auth (e.g. `vllm serve`) still need some key in the client.
+        self._api_key = api_key if api_key is not None or api_base is None else NO_API_KEY
         self.system = system
         self.timeout = timeout
         self.max_concurrency = max_concurrency
@@ -164,7 +166,7 @@ class LiteLLMGenerator:
                 api_base=self.api_base,
                 api_key=self._api_key,
                 timeout=self.timeout,
-                num_retries=self.num_retries,
+                max_retries=self.num_retries,  # the HTTP client retries 408/429/5xx and connection errors only
                 **params,
             )
             latency = time.perf_counter() - started
