@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import operator
-import tempfile
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from codescaler_rerank import Reranker, RerankResult, RewardModel
+from codescaler_rerank import Reranker, RerankResult
 from codescaler_rerank.integrations.langgraph import fan_out, select_best_node
 from codescaler_rerank.specs import load_generator
-from codescaler_rerank.testing import build_tiny_qwen3_classifier
+from codescaler_rerank.testing import reward_model_or_tiny
 
 PROMPT = "Write a Python function is_even(n)."
 CANNED = [
@@ -47,9 +46,6 @@ def main() -> None:
     generator = None
     if args.generator:
         generator = load_generator(args.generator, **({"api_base": args.api_base} if args.api_base else {}))
-    if args.rm is None:
-        args.rm = tempfile.mkdtemp(prefix="tiny-rm-")
-        build_tiny_qwen3_classifier(args.rm)
 
     async def sample(state: dict[str, Any]) -> dict[str, Any]:
         """One sampler of the fan-out; `sample_index` tells the parallel copies apart."""
@@ -60,7 +56,7 @@ def main() -> None:
 
     graph = StateGraph(State)
     graph.add_node("sample", sample)
-    graph.add_node("select", select_best_node(Reranker(None, RewardModel.from_pretrained(args.rm))))
+    graph.add_node("select", select_best_node(Reranker(None, reward_model_or_tiny(args.rm))))
     graph.add_conditional_edges(START, fan_out("sample", args.n), ["sample"])
     graph.add_edge("sample", "select")
     graph.add_edge("select", END)

@@ -11,15 +11,14 @@ The agent only changes its base URL. To sample inside the agent process instead 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 from agents import Agent, OpenAIChatCompletionsModel, Runner, set_tracing_disabled
 from openai import AsyncOpenAI
 
-from codescaler_rerank import RewardModel, StaticGenerator
+from codescaler_rerank import StaticGenerator
 from codescaler_rerank.server import ServerConfig, create_app, running_server
 from codescaler_rerank.specs import load_generator
-from codescaler_rerank.testing import build_tiny_qwen3_classifier
+from codescaler_rerank.testing import reward_model_or_tiny
 
 CANNED = [
     "Check whether n modulo 2 is zero.",
@@ -40,10 +39,7 @@ def main() -> None:
         generator = load_generator(args.generator, **({"api_base": args.api_base} if args.api_base else {}))
     else:
         generator = StaticGenerator(CANNED)
-    if args.rm is None:
-        args.rm = tempfile.mkdtemp(prefix="tiny-rm-")
-        build_tiny_qwen3_classifier(args.rm)
-    app = create_app(generator, RewardModel.from_pretrained(args.rm), ServerConfig(n=args.n, model_name="best-of-n"))
+    app = create_app(generator, reward_model_or_tiny(args.rm), ServerConfig(n=args.n, model_name="best-of-n"))
 
     set_tracing_disabled(True)  # the SDK would otherwise export traces to OpenAI
     with running_server(app) as base_url:

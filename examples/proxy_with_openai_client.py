@@ -11,14 +11,13 @@ a service instead: `codescaler-rerank serve --generator litellm:openai/my-model 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import openai
 
-from codescaler_rerank import RewardModel, StaticGenerator
+from codescaler_rerank import StaticGenerator
 from codescaler_rerank.server import ServerConfig, create_app, running_server
 from codescaler_rerank.specs import load_generator
-from codescaler_rerank.testing import build_tiny_qwen3_classifier
+from codescaler_rerank.testing import reward_model_or_tiny
 
 CANNED = [
     "```python\ndef is_even(n):\n    return n % 2 == 0\n```",
@@ -40,10 +39,7 @@ def main() -> None:
         generator = load_generator(args.generator, **({"api_base": args.api_base} if args.api_base else {}))
     else:
         generator = StaticGenerator(CANNED)
-    if args.rm is None:
-        args.rm = tempfile.mkdtemp(prefix="tiny-rm-")
-        build_tiny_qwen3_classifier(args.rm)
-    app = create_app(generator, RewardModel.from_pretrained(args.rm), ServerConfig(n=args.n, model_name="best-of-n"))
+    app = create_app(generator, reward_model_or_tiny(args.rm), ServerConfig(n=args.n, model_name="best-of-n"))
 
     with running_server(app) as base_url:
         client = openai.OpenAI(base_url=base_url, api_key="unused")

@@ -8,11 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 
-from codescaler_rerank import Reranker, RewardModel
+from codescaler_rerank import Reranker
 from codescaler_rerank.cli import format_result
-from codescaler_rerank.testing import build_tiny_qwen3_classifier
+from codescaler_rerank.testing import reward_model_or_tiny
 
 PROMPT = "Write a Python function `second_largest(xs)` that returns the second largest distinct value, or None."
 ANSWERS = [
@@ -30,13 +29,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     args = parser.parse_args()
 
-    if args.rm:
-        reward_model = RewardModel.from_pretrained(args.rm)
-    else:
-        print("note: no --rm given; using a tiny random-weight Qwen3 classifier, so the ranking is arbitrary\n")
-        path = tempfile.mkdtemp(prefix="tiny-rm-")
-        build_tiny_qwen3_classifier(path)
-        reward_model = RewardModel.from_pretrained(path)
+    reward_model = reward_model_or_tiny(args.rm)
 
     reranker = Reranker(args.generator, reward_model)
     result = reranker.rerank(PROMPT, n=args.n) if args.generator else reranker.select(PROMPT, ANSWERS)

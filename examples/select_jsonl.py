@@ -14,8 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codescaler_rerank import Reranker, RewardModel
-from codescaler_rerank.testing import build_tiny_qwen3_classifier
+from codescaler_rerank import Reranker
+from codescaler_rerank.testing import reward_model_or_tiny
 
 DEMO = [
     {"id": "add", "prompt": "Write a Python function add(a, b).", "candidates": [
@@ -38,9 +38,7 @@ def main() -> None:
     if args.input is None:
         args.input = workdir / "samples.jsonl"
         args.input.write_text("".join(json.dumps(r) + "\n" for r in DEMO), encoding="utf-8")
-    if args.rm is None:
-        build_tiny_qwen3_classifier(workdir / "rm")
-    reranker = Reranker(None, RewardModel.from_pretrained(args.rm or str(workdir / "rm")))
+    reranker = Reranker(None, reward_model_or_tiny(args.rm))
 
     sink = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
     with args.input.open(encoding="utf-8") as lines, sink:

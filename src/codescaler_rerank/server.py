@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator, Sequence
 
 from ._deps import require
-from .generators.base import GenerationError, GenerationOutput, Generator
+from .generators.base import GenerationError, Generator
 from .messages import last_text
 from .pipeline import RewardScorer
 from .reranker import Reranker

@@ -117,3 +117,19 @@ def build_tiny_qwen3_causal_lm(path: str | Path, *, seed: int = 0, num_layers: i
     model = transformers.Qwen3ForCausalLM(config)
     model.save_pretrained(str(path))
     return model, tokenizer
+
+
+def reward_model_or_tiny(name_or_path: str | None):
+    """`RewardModel.from_pretrained(name_or_path)`, or, when None, a tiny random Qwen3 RM built in a temp dir.
+
+    For examples that run offline: the tiny model's scores are arbitrary, so say so when it is used.
+    """
+    import tempfile
+
+    from .reward_model import RewardModel
+
+    if name_or_path is None:
+        print("note: no --rm given; using a tiny random-weight Qwen3 classifier, so the ranking is arbitrary\n")
+        name_or_path = tempfile.mkdtemp(prefix="tiny-rm-")
+        build_tiny_qwen3_classifier(name_or_path)
+    return RewardModel.from_pretrained(name_or_path)
