@@ -119,3 +119,34 @@ def test_openrlhf_reward_func(tiny_qwen3_path, expected, monkeypatch):
     assert out["rewards"].tolist() == pytest.approx(expected, abs=1e-4)
     assert all(0 <= s <= 1 for s in out["scores"].tolist()) and out["scores"][1] == 0
     assert out["extra_logs"]["codescaler_valid"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+
+
+COMMENTED = [
+    "```python\ndef add(a, b):\n    return a + b\n```",
+    "```python\ndef add(a, b):\n    # add the two numbers\n    return a + b\n```",
+]
+
+
+def test_rl_adapters_score_comment_variants_separately(tiny_rm, tiny_qwen3_path, monkeypatch):
+    """RL dedup is exact (the recipe scores every RM input); inference's normalized dedup shares the score."""
+    from codescaler_rerank.integrations import openrlhf_reward
+    from codescaler_rerank.integrations.rewards import score_responses, shared_reward_model
+    from codescaler_rerank.integrations.trl import CodeScalerReward
+    from codescaler_rerank.integrations.verl_reward import compute_score_batch
+
+    prompt = PROMPTS[0]
+    direct = tiny_rm.score(prompt, [a.split("\n", 1)[1].rsplit("\n", 1)[0] for a in COMMENTED])
+    assert direct[0] != pytest.approx(direct[1], abs=1e-6)  # the tiny RM tells them apart
+    rl = score_responses(tiny_rm, [prompt] * 2, COMMENTED)
+    assert [s.score for s in rl] == pytest.approx(direct, abs=1e-5) and rl[1].duplicate_of is None
+    trl = CodeScalerReward(tiny_rm)([prompt] * 2, COMMENTED)
+    verl = compute_score_batch(["codegen"] * 2, COMMENTED, [None] * 2, [{"prompt": prompt}] * 2,
+                               reward_model=str(tiny_qwen3_path))
+    monkeypatch.setenv("CODESCALER_RM", str(tiny_qwen3_path))
+    shared_reward_model.cache_clear()
+    openrlhf = openrlhf_reward.reward_func(queries=COMMENTED, prompts=[""] * 2, labels=[prompt] * 2)["rewards"]
+    shared_reward_model.cache_clear()
+    assert trl == pytest.approx([s.reward for s in rl], abs=1e-5) and trl[0] != pytest.approx(trl[1], abs=1e-6)
+    assert verl == pytest.approx(trl, abs=1e-4) and openrlhf.tolist() == pytest.approx(trl, abs=1e-4)
+    inference = {c.index: c for c in Reranker(None, tiny_rm).select(prompt, COMMENTED).candidates}
+    assert inference[1].duplicate_of == 0 and inference[1].score == inference[0].score

@@ -99,3 +99,19 @@ def test_non_finite_score_marks_only_that_candidate():
     bad = next(c for c in result.candidates if c.index == 2)
     assert not bad.valid and bad.reason == "score_not_finite" and bad.reward == 0.0 and bad.score is None
     assert result.best.valid and result.best.index == 0
+
+
+def test_dedup_modes():
+    """"exact" merges only identical code, "normalized" also layout/comment variants, "none" nothing."""
+    same = [ANSWERS[0], ANSWERS[0], ANSWERS[1], ANSWERS[2]]  # 0 and 1 identical, 2 a comment/layout variant
+    sent = {}
+    for dedup in ("exact", "normalized", "none", True, False):
+        scorer = RecordingScorer()
+        result = Reranker(reward_model=scorer, dedup=dedup).select("Add one to x.", same)
+        sent[dedup] = len(scorer.calls[0])
+        dups = {c.index: c.duplicate_of for c in result.candidates}
+        if dedup == "exact":
+            assert dups == {0: None, 1: 0, 2: None, 3: None}
+    assert sent == {"exact": 3, "normalized": 2, "none": 4, True: 2, False: 4}
+    with pytest.raises(ValueError, match="dedup must be one of"):
+        Reranker(reward_model=RecordingScorer(), dedup="fuzzy")

@@ -41,6 +41,7 @@ class GRPOPipelineConfig:
     async_reward: bool = True
     language: str = "python"
     extraction_mode: str = "strict"  # the paper's RL rule
+    dedup: str = "exact"  # share a score only between identical code (the recipe); "normalized" or "none"
     execution_timeout: float = 10.0  # seconds per sandbox run (hybrid reward)
     num_generations: int = 8
     per_device_train_batch_size: int = 8  # completions; x accumulation x GPUs = 1024 = 128 prompts x 8
@@ -117,7 +118,7 @@ def reward_function(config: GRPOPipelineConfig, problems: Sequence[Problem]) -> 
     spec = resolve_model(config.reward_model, "classifier", config.output_dir)
     options = {} if spec.startswith(REWARD_MODEL_SCHEMES) else {"device": str(PartialState().device)}
     scorer = load_reward_model(spec, **options)
-    common: dict[str, Any] = {"language": config.language, "mode": config.extraction_mode}
+    common: dict[str, Any] = {"language": config.language, "mode": config.extraction_mode, "dedup": config.dedup}
     if config.reward == "hybrid":
         return HybridReward(scorer, problems, timeout=config.execution_timeout, **common)
     if config.reward != "codescaler":

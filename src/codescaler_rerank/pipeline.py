@@ -38,24 +38,41 @@ def extract_all(texts: Sequence[str], language: str | None, mode: str) -> list[E
     return [extract_code(text, language=language, mode=mode) for text in texts]
 
 
+DEDUP_MODES = ("exact", "normalized", "none")
+
+
+def dedup_mode(dedup: str | bool | None) -> str:
+    """The dedup mode a setting names: True is "normalized" (backwards compatible), False or None is "none"."""
+    if dedup is True:
+        return "normalized"
+    if dedup is False or dedup is None:
+        return "none"
+    if dedup not in DEDUP_MODES:
+        raise ValueError(f"dedup must be one of {DEDUP_MODES} or a bool, got {dedup!r}")
+    return dedup
+
+
 def score_extractions(
-    scorer: RewardScorer, groups: Sequence[tuple[str, Sequence[Extraction]]], *, dedup: bool = True
+    scorer: RewardScorer, groups: Sequence[tuple[str, Sequence[Extraction]]], *, dedup: str | bool = "normalized"
 ) -> list[list[ScoredExtraction]]:
     """Score every valid extraction of every (prompt, extractions) group in one bulk call, then shape.
 
-    Invalid code is not scored (reward 0). With `dedup`, programs equal after normalisation within a group
-    are scored once and share the score; `duplicate_of` names the first one.
+    Invalid code is not scored (reward 0). Within a group, `dedup="exact"` scores identical code strings (the same
+    RM input) once; `"normalized"` also merges programs that differ only in layout and comments (inference: score
+    each distinct program once); `"none"` scores every candidate. Sharers get the first one's score and
+    `duplicate_of` names it.
     """
+    mode = dedup_mode(dedup)
     pairs: list[tuple[str, str]] = []
     slots: list[list[tuple[int | None, int | None]]] = []  # per candidate: (pair index, duplicate_of)
     for prompt, extractions in groups:
-        seen: dict[str, int] = {}
+        seen: dict[str | int, int] = {}
         group_slots: list[tuple[int | None, int | None]] = []
         for i, ex in enumerate(extractions):
             if not ex.valid:
                 group_slots.append((None, None))
                 continue
-            key = normalize_code(ex.code, ex.language) if dedup else str(i)
+            key = _dedup_key(ex, mode, i)
             if key in seen:
                 first = seen[key]
                 group_slots.append((group_slots[first][0], first))
@@ -69,6 +86,15 @@ def score_extractions(
         [_shape(ex, None if slot is None else scored[slot], dup) for ex, (slot, dup) in zip(extractions, group_slots)]
         for (_, extractions), group_slots in zip(groups, slots)
     ]
+
+
+def _dedup_key(ex: Extraction, mode: str, index: int) -> str | int:
+    """Candidates with equal keys share one RM score; an int key (mode "none") never repeats."""
+    if mode == "exact":
+        return ex.code
+    if mode == "normalized":
+        return normalize_code(ex.code, ex.language)
+    return index
 
 
 def _shape(ex: Extraction, scored: ScoredInput | None, duplicate_of: int | None) -> ScoredExtraction:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from .extraction import canonical_language
 from .generators.base import Completion, GenerationOutput, Generator
-from .pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
+from .pipeline import RewardScorer, ScoredExtraction, dedup_mode, extract_all, score_extractions
 from .results import Candidate, RerankResult, Timings, Usage
 from .reward_model import DEFAULT_REWARD_MODEL
 from .specs import load_generator, load_reward_model
@@ -28,6 +28,8 @@ class Reranker:
 
     `generator` and `reward_model` take instances or spec strings (`"litellm:openai/gpt-4o-mini"`,
     `"LARK-Lab/CodeScaler-8B"` or a local path). `sampling` holds default sampling knobs for `rerank`.
+    `dedup`: "normalized" (default; True) scores programs that differ only in layout or comments once,
+    "exact" only identical code, "none" (False) every candidate.
     """
 
     def __init__(
@@ -37,7 +39,7 @@ class Reranker:
         *,
         language: str | None = "python",
         mode: str = "lenient",
-        dedup: bool = True,
+        dedup: str | bool = "normalized",
         sampling: dict[str, Any] | None = None,
     ) -> None:
         if mode not in MODES:
@@ -48,7 +50,7 @@ class Reranker:
         self.reward_model = load_reward_model(reward_model)
         self.language = canonical_language(language) if language else None
         self.mode = mode
-        self.dedup = dedup
+        self.dedup = dedup_mode(dedup)
         self.sampling = dict(sampling or {})
 
     def rerank(self, prompt: str, n: int = 8, **sampling: Any) -> RerankResult:

@@ -22,7 +22,7 @@ def reward_func(
     responses = [q[len(p):] if q.startswith(p) else q for q, p in zip(queries, prompts)]
     labels = labels or [None] * len(prompts)
     problems = [label if isinstance(label, str) and label else p for label, p in zip(labels, prompts)]
-    scored = score_responses(shared_reward_model(), problems, responses, mode="strict")
+    scored = score_responses(shared_reward_model(), problems, responses)
     rewards = torch.tensor([s.reward for s in scored], dtype=torch.float32)
     valid = torch.tensor([float(s.valid) for s in scored])
     scores = torch.tensor([s.score or 0.0 for s in scored]).sigmoid() * valid

@@ -20,11 +20,13 @@ def score_responses(
     *,
     language: str | None = "python",
     mode: str = "strict",
-    dedup: bool = True,
+    dedup: str | bool = "exact",
 ) -> list[ScoredExtraction]:
     """Extract and score each (prompt, response) pair in one reward-model call; responses to one prompt form a group.
 
     `mode="strict"` (the paper's RL rule) by default: an answer without exactly one parsing code block gets reward 0.
+    `dedup="exact"` by default: only identical code (the same RM input) shares a score, as in the recipe, so code
+    that differs in comments or layout is scored on its own; see `pipeline.score_extractions` for the other modes.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")

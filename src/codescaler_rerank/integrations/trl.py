@@ -16,7 +16,7 @@ import asyncio
 from typing import Any, Callable, Sequence
 
 from ..messages import last_text
-from ..pipeline import RewardScorer
+from ..pipeline import RewardScorer, dedup_mode
 from ..reward_model import DEFAULT_REWARD_MODEL
 from ..specs import load_reward_model
 from .rewards import score_responses
@@ -27,7 +27,10 @@ def _text(value: str | Sequence[dict[str, Any]], role: str) -> str:
 
 
 class CodeScalerReward:
-    """Batched reward: the shaped CodeScaler reward of each completion (0.0 for invalid code), in one RM call."""
+    """Batched reward: the shaped CodeScaler reward of each completion (0.0 for invalid code), in one RM call.
+
+    `dedup="exact"` (default) shares a score only between identical code strings, as the recipe does.
+    """
 
     def __init__(
         self,
@@ -35,12 +38,12 @@ class CodeScalerReward:
         *,
         language: str | None = "python",
         mode: str = "strict",
-        dedup: bool = True,
+        dedup: str | bool = "exact",
     ) -> None:
         self.reward_model = load_reward_model(reward_model)
         self.language = language
         self.mode = mode
-        self.dedup = dedup
+        self.dedup = dedup_mode(dedup)
 
     def __call__(
         self,

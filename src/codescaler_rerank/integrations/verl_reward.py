@@ -33,11 +33,12 @@ def compute_score_batch(
     *,
     reward_model: str | None = None,
     mode: str = "strict",
+    dedup: str | bool = "exact",
     **kwargs: Any,
 ) -> list[float]:
     """Rewards of a whole batch in one reward-model call (verl's `batch` reward manager)."""
     scored = score_responses(
-        shared_reward_model(reward_model), [_prompt(e) for e in extra_infos], solution_strs, mode=mode
+        shared_reward_model(reward_model), [_prompt(e) for e in extra_infos], solution_strs, mode=mode, dedup=dedup
     )
     return [s.reward for s in scored]
 
