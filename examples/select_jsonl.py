@@ -40,11 +40,12 @@ def main() -> None:
         args.input.write_text("".join(json.dumps(r) + "\n" for r in DEMO), encoding="utf-8")
     reranker = Reranker(None, reward_model_or_tiny(args.rm))
 
+    with args.input.open(encoding="utf-8") as lines:
+        records = [json.loads(line) for line in lines if line.strip()]
+    results = reranker.select_many([(r["prompt"], r["candidates"]) for r in records])  # one bulk RM call
     sink = args.output.open("w", encoding="utf-8") if args.output else sys.stdout
-    with args.input.open(encoding="utf-8") as lines, sink:
-        for line in filter(str.strip, lines):
-            record = json.loads(line)
-            result = reranker.select(record["prompt"], record["candidates"])
+    with sink:
+        for record, result in zip(records, results):
             ranking = [c.model_dump(include={"index", "valid", "reason", "reward"}) for c in result.candidates]
             sink.write(json.dumps({**record, "best": result.best.code, "ranking": ranking}) + "\n")
 

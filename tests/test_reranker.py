@@ -109,3 +109,41 @@ def test_huge_and_hostile_candidates_do_not_sink_the_batch(tiny_rm):
     assert by_index[1].valid and by_index[1].truncated  # scored on its first max_length tokens, and flagged
     assert by_index[3].valid
     assert not by_index[0].valid and not by_index[2].valid
+
+
+def test_zero_completions_is_a_typed_error_naming_the_failures(tiny_rm):
+    import pickle
+
+    from codescaler_rerank import GenerationError, GenerationFailure, GenerationOutput
+    from codescaler_rerank.results import NoCandidatesError
+
+    failures = [GenerationFailure(index=i, error=f"Timeout: sample {i} too slow") for i in range(5)]
+    with pytest.raises(NoCandidatesError) as info:
+        Reranker(reward_model=tiny_rm).rank_output(PROMPT, GenerationOutput(completions=[], failures=failures))
+    exc = info.value
+    assert isinstance(exc, GenerationError) and exc.failures == failures
+    assert str(exc).startswith("no completion to rank: 5 failed (sample 0: Timeout: sample 0 too slow;")
+    assert str(exc).endswith("; and 2 more)")
+    assert pickle.loads(pickle.dumps(exc)).failures == failures
+    with pytest.raises(NoCandidatesError, match="^no completion to rank$"):
+        Reranker(reward_model=tiny_rm).rank_output(PROMPT, GenerationOutput(completions=[]))
+
+
+def test_select_many_matches_select_in_one_call(tiny_rm):
+    class Counting:
+        def __init__(self, model):
+            self.model, self.name, self.calls = model, model.name, 0
+
+        def score_pairs(self, pairs):
+            self.calls += 1
+            return self.model.score_pairs(pairs)
+
+    scorer = Counting(tiny_rm)
+    requests = [(PROMPT, RESPONSES), ("Write is_odd(n).", RESPONSES[:3])]
+    many = Reranker(reward_model=scorer).select_many(requests)
+    assert scorer.calls == 1
+    for (prompt, candidates), got in zip(requests, many):
+        alone = Reranker(reward_model=tiny_rm).select(prompt, candidates)
+        assert [c.index for c in got.candidates] == [c.index for c in alone.candidates]
+        assert [c.score for c in got.candidates] == pytest.approx([c.score for c in alone.candidates], abs=1e-5)
+    assert Reranker(reward_model=scorer).select_many([]) == [] and scorer.calls == 1

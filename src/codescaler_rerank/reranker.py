@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from .extraction import canonical_language
 from .generators.base import Completion, GenerationOutput, Generator
 from .pipeline import RewardScorer, ScoredExtraction, dedup_mode, extract_all, score_extractions
-from .results import Candidate, RerankResult, Timings, Usage
+from .results import Candidate, NoCandidatesError, RerankResult, Timings, Usage
 from .reward_model import DEFAULT_REWARD_MODEL
 from .specs import load_generator, load_reward_model
 
@@ -73,19 +73,48 @@ class Reranker:
         """Async `select`: scoring runs in a worker thread."""
         return await asyncio.to_thread(self.select, prompt, candidates)
 
+    def select_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[RerankResult]:
+        """Rank the answers of several prompts, given as (prompt, candidates), in one bulk reward-model call.
+
+        Each result is what `select` would give; its `timings.score` is the time of the shared call.
+        """
+        return self._rank([(prompt, _as_output(candidates), 0.0) for prompt, candidates in requests])
+
     def _require_generator(self) -> Generator:
         if self.generator is None:
             raise ValueError("this Reranker has no generator: pass generator=... or use select() with your candidates")
         return self.generator
 
     def rank_output(self, prompt: str, output: GenerationOutput, generate_time: float = 0.0) -> RerankResult:
-        """Rank what a generator returned (extract, score, shape, select); for callers that sample themselves."""
-        completions = output.completions
+        """Rank what a generator returned (extract, score, shape, select); for callers that sample themselves.
+
+        Raises `NoCandidatesError` (a `GenerationError` carrying `output.failures`) when there is no completion.
+        """
+        return self._rank([(prompt, output, generate_time)])[0]
+
+    def _rank(self, items: Sequence[tuple[str, GenerationOutput, float]]) -> list[RerankResult]:
+        """Extract each output's completions, score all of them in one call, and rank each output."""
+        for _, output, _ in items:
+            if not output.completions:
+                raise NoCandidatesError(output.failures)
+        extract_times, groups = [], []
+        for prompt, output, _ in items:
+            t0 = time.perf_counter()
+            groups.append((prompt, extract_all([c.text for c in output.completions], self.language, self.mode)))
+            extract_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        extractions = extract_all([c.text for c in completions], self.language, self.mode)
-        t1 = time.perf_counter()
-        [scored] = score_extractions(self.reward_model, [(prompt, extractions)], dedup=self.dedup)
-        t2 = time.perf_counter()
+        scored_groups = score_extractions(self.reward_model, groups, dedup=self.dedup)
+        score_time = time.perf_counter() - t0
+        return [
+            self._result(output, scored, Timings(
+                generate=generate_time, extract=extract_time, score=score_time,
+                total=generate_time + extract_time + score_time,
+            ))
+            for (_, output, generate_time), scored, extract_time in zip(items, scored_groups, extract_times)
+        ]
+
+    def _result(self, output: GenerationOutput, scored: list[ScoredExtraction], timings: Timings) -> RerankResult:
+        completions = output.completions
         candidates = sorted(
             (build_candidate(i, comp, s) for i, (comp, s) in enumerate(zip(completions, scored))), key=selection_key
         )
@@ -101,7 +130,6 @@ class Reranker:
             scored_tokens=sum(s.n_tokens for s in scored if s.duplicate_of is None),
             scored_programs=sum(1 for s in scored if s.score is not None and s.duplicate_of is None),
         )
-        timings = Timings(generate=generate_time, extract=t1 - t0, score=t2 - t1, total=generate_time + t2 - t0)
         return RerankResult(
             best=candidates[0], candidates=candidates, timings=timings, usage=usage,
             failures=output.failures, reward_model=getattr(self.reward_model, "name", None),

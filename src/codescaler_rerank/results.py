@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from pydantic import BaseModel
 
-from .generators.base import GenerationFailure
+from .generators.base import GenerationError, GenerationFailure
 
 
 class Candidate(BaseModel):
@@ -53,3 +55,17 @@ class RerankResult(BaseModel):
     usage: Usage
     failures: list[GenerationFailure] = []
     reward_model: str | None = None
+
+
+class NoCandidatesError(GenerationError):
+    """Nothing to rank: the generation produced no completion. `failures` says why each sample failed."""
+
+    def __init__(self, failures: Sequence[GenerationFailure] = ()) -> None:
+        self.failures = list(failures)
+        reasons = "; ".join(f"sample {f.index}: {f.error}" for f in self.failures[:3])
+        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        detail = f": {len(self.failures)} failed ({reasons}{more})" if self.failures else ""
+        super().__init__(f"no completion to rank{detail}")
+
+    def __reduce__(self):  # picklable across processes (Ray, multiprocessing), failures included
+        return type(self), (self.failures,)
