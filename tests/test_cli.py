@@ -38,12 +38,116 @@ def test_select_ranks_a_jsonl_file_and_reports_bad_lines(tmp_path, capsys, tiny_
     code = main(["select", str(source), "--rm", str(tiny_qwen3_path), "-o", str(out_path), "--no-progress"])
     assert code == 1  # two lines could not be ranked; the others still were
     records = [json.loads(line) for line in out_path.read_text().splitlines()]
-    assert len(records) == 4
-    assert records[0]["id"] == "a" and records[0]["best"]["index"] == 1 and records[0]["best"]["valid"]
-    assert records[1]["line"] == 2 and "invalid JSON" in records[1]["error"]
-    assert records[2]["line"] == 3 and "candidates" in records[2]["error"]
-    assert records[3]["id"] == "d" and records[3]["candidates"][0]["rank"] == 1
+    assert [r["line"] for r in records] == [1, 2, 3, 4]
+    assert records[0]["input"]["id"] == "a" and records[0]["error"] is None
+    assert records[0]["result"]["best"]["index"] == 1 and records[0]["result"]["best"]["valid"]
+    assert records[1]["input"] is None and records[1]["result"] is None and "invalid JSON" in records[1]["error"]
+    assert records[2]["input"] == {"id": "c", "prompt": "Double x."} and "candidates" in records[2]["error"]
+    assert records[3]["input"]["id"] == "d" and records[3]["result"]["candidates"][0]["rank"] == 1
     assert "2 of 4 lines" in capsys.readouterr().err
+
+
+class CountingScorer:
+    """The real tiny RM, counting its bulk calls; `fail_prompt` makes a call containing that prompt raise."""
+
+    def __init__(self, model, fail_prompt=None):
+        self.model, self.name, self.fail_prompt = model, model.name, fail_prompt
+        self.calls = []
+
+    def score_pairs(self, pairs):
+        self.calls.append(len(pairs))
+        if any(prompt == self.fail_prompt for prompt, _ in pairs):
+            raise RuntimeError("scoring failed for this prompt")
+        return self.model.score_pairs(pairs)
+
+
+def _select(reranker, data, **kwargs):
+    import io
+
+    from codescaler_rerank.jsonl_select import select_jsonl
+
+    sink = io.StringIO()
+    counts = select_jsonl(reranker, io.BytesIO(data), sink, **kwargs)
+    return counts, [json.loads(line) for line in sink.getvalue().splitlines()]
+
+
+def test_select_scores_the_file_in_bulk_calls(tiny_rm):
+    from codescaler_rerank import Reranker
+
+    prompts = [f"Double x, case {i}." for i in range(10)]
+    candidates = [GOOD, BAD, "```python\ndef double(x):\n    return x + x\n```"]
+    data = "".join(json.dumps({"prompt": p, "candidates": candidates}) + "\n" for p in prompts)
+    scorer = CountingScorer(tiny_rm)
+    (rows, errors), out = _select(Reranker(reward_model=scorer), data.encode(), batch_lines=4)
+    assert (rows, errors) == (10, 0)
+    assert scorer.calls == [8, 8, 4]  # 10 lines in 3 RM calls (2 valid programs per line), not 10
+    one_by_one = Reranker(reward_model=tiny_rm)
+    for prompt, row in zip(prompts, out):
+        alone = one_by_one.select(prompt, candidates)
+        got = row["result"]["candidates"]
+        assert [c["index"] for c in got] == [c.index for c in alone.candidates]
+        assert [c["score"] for c in got] == pytest.approx([c.score for c in alone.candidates], abs=1e-5)
+
+
+def test_select_keeps_every_line_of_hostile_input(tiny_rm):
+    from codescaler_rerank import Reranker
+
+    ok = {"prompt": "Double x.", "candidates": [GOOD], "error": "theirs", "line": 99, "result": "theirs too"}
+    lines = [
+        b"\xef\xbb\xbf" + json.dumps({"prompt": "Double x.", "candidates": [GOOD]}).encode(),  # UTF-8 BOM
+        json.dumps({"prompt": "Double x.", "candidates": ["caf\u00e9 \xff"]}).encode()[:-3] + b"\xff\"]}",  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested too deeply for the json module
+        json.dumps(ok).encode(),
+        b"",
+        json.dumps({"prompt": "fail me", "candidates": [GOOD]}).encode(),  # its bulk RM call raises
+        b"\r",
+        json.dumps({"prompt": "Double x.", "candidates": []}).encode(),
+        json.dumps({"prompt": "Double x.", "candidates": [BAD, GOOD]}).encode(),
+    ]
+    scorer = CountingScorer(tiny_rm, fail_prompt="fail me")
+    (rows, errors), out = _select(Reranker(reward_model=scorer), b"\n".join(lines) + b"\n", batch_lines=100)
+    assert (rows, errors) == (9, 6) and [r["line"] for r in out] == list(range(1, 10))
+    assert [r["error"] is None for r in out] == [True, False, False, True, False, False, False, False, True]
+    assert all((r["result"] is None) == (r["error"] is not None) for r in out)
+    assert "not valid UTF-8" in out[1]["error"] and "nested too deeply" in out[2]["error"]
+    assert out[3]["input"] == ok and out[3]["result"]["best"]["valid"]  # the record's own keys stay its own
+    assert out[4]["error"] == out[6]["error"] == "empty line"
+    assert out[5]["error"] == "RuntimeError: scoring failed for this prompt" and out[5]["input"]["prompt"] == "fail me"
+    assert "non-empty" in out[7]["error"] and out[8]["result"]["best"]["index"] == 1
+    assert scorer.calls == [4, 1, 1, 1, 1]  # the bulk call failed, so its 4 lines were retried one by one
+
+
+def test_select_output_may_be_the_input_and_survives_a_failed_run(tmp_path, tiny_qwen3_path, tiny_rm):
+    from codescaler_rerank import Reranker
+    from codescaler_rerank.jsonl_select import replaced_on_success, select_jsonl
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"id": 1, "prompt": "Double x.", "candidates": [BAD, GOOD]}) + "\n")
+    data.chmod(0o640)
+    assert main(["select", str(data), "--rm", str(tiny_qwen3_path), "-o", str(data), "--no-progress"]) == 0
+    (row,) = [json.loads(line) for line in data.read_text().splitlines()]
+    assert row["input"]["id"] == 1 and row["result"]["best"]["index"] == 1 and data.stat().st_mode & 0o777 == 0o640
+
+    class Interrupted(CountingScorer):
+        def score_pairs(self, pairs):
+            if self.calls:
+                raise KeyboardInterrupt
+            return super().score_pairs(pairs)
+
+    before = data.read_bytes()
+    two_chunks = (json.dumps({"prompt": "p", "candidates": [GOOD]}) + "\n") * 2
+    import io
+
+    with pytest.raises(KeyboardInterrupt), replaced_on_success(data) as out:
+        select_jsonl(Reranker(reward_model=Interrupted(tiny_rm)), io.BytesIO(two_chunks.encode()), out, batch_lines=1)
+    assert data.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl"]
+
+
+def test_select_help_documents_the_row_format(capsys):
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    out = capsys.readouterr().out
+    assert '"line"' in out and '"input"' in out and '"result"' in out and '"error"' in out and "renames" in out
 
 
 def test_errors_are_one_line_and_nonzero(tmp_path, capsys):

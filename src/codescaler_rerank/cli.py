@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .evaluation import DEFAULT_NS
 from .extraction import SUPPORTED_LANGUAGES, extract_code
@@ -43,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_args(p)
     p.set_defaults(func=_cmd_rerank)
 
-    p = sub.add_parser("select", help="rank existing candidates: JSONL of {prompt, candidates} -> ranked JSONL")
+    p = sub.add_parser(
+        "select", help="rank existing candidates: JSONL of {prompt, candidates} -> ranked JSONL",
+        description="Rank the candidates of each JSONL line {\"prompt\": str, \"candidates\": [str, ...], ...}.",
+        epilog=SELECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("input", help="input JSONL file ('-' for stdin)")
-    p.add_argument("--output", "-o", help="output JSONL file (default stdout)")
+    p.add_argument("--output", "-o", help="output JSONL file (default stdout); replaced only when the run completes")
+    p.add_argument("--batch-lines", type=int, default=32, help="input lines per reward-model call (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_select)
@@ -223,47 +229,32 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     return 0
 
 
+SELECT_EPILOG = """\
+output: exactly one JSON row per input line, in input order:
+  {"line": 3, "input": <the line's JSON, unchanged>, "result": <ranking, as rerank --json>, "error": null}
+  {"line": 4, "input": null, "result": null, "error": "invalid JSON: ..."}
+'error' is null exactly when 'result' is set; the record's own keys stay inside 'input'. Lines that are not
+UTF-8, not JSON, too deeply nested, or lack 'prompt'/'candidates' become error rows and the rest are still
+ranked; the exit code is then 1. -o writes a temporary file next to the output and renames it at the end, so
+an existing file is kept if the run fails, and the output may be the input file.
+"""
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .jsonl_select import replaced_on_success, select_jsonl
+
     reranker = _reranker(args)
-    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
-    sink = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
-    errors = 0
-    with source, sink:
-        lines = list(source)
-        for number, record in tqdm(_records(lines), total=len(lines), disable=args.no_progress, file=sys.stderr):
-            try:
-                out = _select_record(reranker, record)
-            except (ValueError, TypeError, KeyError) as exc:
-                errors += 1
-                out = {"line": number, "error": f"{type(exc).__name__}: {exc}"}
-            sink.write(json.dumps(out) + "\n")
+    source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    size = None if args.input == "-" else os.fstat(source.fileno()).st_size
+    sink = contextlib.nullcontext(sys.stdout) if args.output is None else replaced_on_success(args.output)
+    bar = tqdm(total=size, unit="B", unit_scale=True, disable=args.no_progress, file=sys.stderr)
+    with source, sink as out, bar:
+        rows, errors = select_jsonl(reranker, source, out, batch_lines=args.batch_lines, progress=bar)
     if errors:
-        print(f"error: {errors} of {len(lines)} lines could not be ranked (see their 'error' field)", file=sys.stderr)
+        print(f"error: {errors} of {rows} lines could not be ranked (see their 'error' field)", file=sys.stderr)
     return 1 if errors else 0
-
-
-def _records(lines: list[str]) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, ValueError(f"invalid JSON: {exc}")
-
-
-def _select_record(reranker: Any, record: Any) -> dict[str, Any]:
-    if isinstance(record, Exception):
-        raise record
-    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-        raise ValueError("each line needs a string 'prompt' and a list 'candidates'")
-    candidates = record.get("candidates")
-    if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates):
-        raise ValueError("'candidates' must be a list of strings")
-    result = reranker.select(record["prompt"], candidates)
-    extra = {k: v for k, v in record.items() if k not in ("prompt", "candidates")}
-    return {**extra, **result.model_dump(mode="json")}
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
