@@ -143,6 +143,20 @@ def test_select_output_may_be_the_input_and_survives_a_failed_run(tmp_path, tiny
     assert data.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl"]
 
 
+def test_select_reads_undecodable_stdin_line_by_line(tiny_qwen3_path, capsys, monkeypatch):
+    import io
+
+    good = json.dumps({"prompt": "Double x.", "candidates": [BAD, GOOD]}).encode()
+    data = b"\xef\xbb\xbf" + good + b"\n\xff\xfe not text\n" + good + b"\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["select", "-", "--rm", str(tiny_qwen3_path), "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3] and "not valid UTF-8" in rows[1]["error"]
+    assert rows[0]["result"]["best"]["index"] == rows[2]["result"]["best"]["index"] == 1
+    assert "1 of 3 lines" in captured.err
+
+
 def test_select_help_documents_the_row_format(capsys):
     with pytest.raises(SystemExit):
         main(["select", "--help"])
