@@ -33,7 +33,8 @@ class PoolingServer:
     """vLLM-style `/v1/models`, `/classify` and `/pooling` on 127.0.0.1, with scripted failures.
 
     `fail_first`: that many POSTs answer `fail_status` before the server works; `delay`: seconds per POST;
-    `classes`: values per input; `endpoints`: which POST paths exist (others 404, as on a generator server).
+    `classes`: values per input; `endpoints`: which POST paths exist (others 404, as on a generator server);
+    `die_after`: after that many POSTs the server goes down as a crashed one would (see `stop`).
     """
 
     def __init__(self, root: str, *, models: tuple[str, ...] = ("rm",), max_model_len: int = 4096) -> None:
@@ -45,6 +46,8 @@ class PoolingServer:
         self.delay = 0.0
         self.classes = 1
         self.endpoints = {"/classify", "/pooling"}
+        self.die_after: int | None = None
+        self.dead = False
         self.bodies: list[tuple[str, dict[str, Any]]] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -61,13 +64,23 @@ class PoolingServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def stop(self) -> None:
+        """Go down mid-run: refuse new connections and drop open ones without answering."""
+        self.dead = True
+        threading.Thread(target=self.__exit__, daemon=True).start()
+
     def posts(self, path: str) -> list[dict[str, Any]]:
         with self._lock:
             return [body for p, body in self.bodies if p == path]
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._lock:
+            if self.dead:
+                raise ConnectionAbortedError("the server is down")
             self.bodies.append((path, body))
+            if len(self.bodies) == self.die_after:
+                self.stop()
+                raise ConnectionAbortedError("the server went down")
             failing = len(self.bodies) <= self.fail_first
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -102,7 +115,10 @@ def _handler(server: PoolingServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            self._send(*server.answer(self.path, body))
+            try:
+                self._send(*server.answer(self.path, body))
+            except ConnectionAbortedError:  # crashed: close the connection without a response
+                self.close_connection = True
 
     return Handler
 
@@ -270,3 +286,70 @@ def test_spec_strings(server, tokenizer_path):
     assert isinstance(rm, RemoteRewardModel) and rm.max_length == 64
     with pytest.raises(ValueError, match="not supported"):
         load_reward_model("ftp://example/rm")
+
+
+# --- several replicas of one model ---
+
+
+@pytest.fixture
+def replicas(tokenizer_path):
+    with PoolingServer(tokenizer_path) as a, PoolingServer(tokenizer_path) as b:
+        yield a, b
+
+
+def test_replicas_share_the_requests_and_score_identically(replicas):
+    a, b = replicas
+    rm = RemoteRewardModel([a.url, b.url], batch_size=1, max_concurrency=4)
+    for server in replicas:
+        server.bodies.clear()
+        server.delay = 0.02
+    scored = rm.score_pairs(PAIRS)
+    assert [s.score for s in scored] == pytest.approx(expected(rm))
+    assert len(a.posts("/classify")) + len(b.posts("/classify")) == len(PAIRS)
+    assert len(a.posts("/classify")) >= 3 and len(b.posts("/classify")) >= 3
+    assert rm.urls == [a.url, b.url] and rm.name == f"{a.url}, {b.url} (rm)"
+
+
+def test_a_replica_stopped_mid_run_is_routed_around(replicas):
+    a, b = replicas
+    rm = RemoteRewardModel([a.url, b.url], batch_size=1, max_concurrency=2, max_retries=0)
+    pairs = PAIRS * 3
+    for server in replicas:
+        server.bodies.clear()
+        server.delay = 0.02
+    a.die_after = 4
+    scored = rm.score_pairs(pairs)
+    assert a.dead and len(a.posts("/classify")) == 4  # the fourth was never answered
+    assert [s.score for s in scored] == pytest.approx(expected(rm, pairs))
+    assert len(b.posts("/classify")) == len(pairs) - 3
+    again = rm.score_pairs(PAIRS[:4])  # the failed replica is avoided at once, not retried first
+    assert [s.score for s in again] == pytest.approx(expected(rm, PAIRS[:4]))
+    assert len(b.posts("/classify")) == len(pairs) - 3 + 4
+
+
+def test_all_replicas_down_raises_after_the_retries(replicas):
+    a, b = replicas
+    rm = RemoteRewardModel([a.url, b.url], max_retries=1, backoff=0.01)
+    for server in replicas:
+        server.bodies.clear()
+        server.fail_first = 100
+    with pytest.raises(RemoteRewardModelError, match=r"after 2 attempts.*HTTP 503"):
+        rm.score_pairs(PAIRS[:1])
+    assert len(a.posts("/classify")) == len(b.posts("/classify")) == 2  # each replica once per round
+
+
+def test_replicas_must_serve_the_same_model_and_length(tokenizer_path):
+    with PoolingServer(tokenizer_path) as a, PoolingServer(tokenizer_path, models=("other",)) as b:
+        with pytest.raises(RewardModelError, match=r"replicas differ:.*id='rm'.*id='other'"):
+            RemoteRewardModel([a.url, b.url])
+    with PoolingServer(tokenizer_path) as a, PoolingServer(tokenizer_path, max_model_len=512) as b:
+        with pytest.raises(RewardModelError, match=r"replicas differ:.*max_model_len=4096.*max_model_len=512"):
+            RemoteRewardModel([a.url, b.url])
+    with pytest.raises(ValueError, match="twice"):
+        RemoteRewardModel([a.url, a.url + "/v1"])
+
+
+def test_comma_separated_spec_names_replicas(replicas, tokenizer_path):
+    a, b = replicas
+    rm = load_reward_model(f"{a.url}, {b.url}/v1", tokenizer=tokenizer_path)
+    assert isinstance(rm, RemoteRewardModel) and rm.urls == [a.url, b.url]

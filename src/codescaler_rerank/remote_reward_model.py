@@ -1,8 +1,14 @@
-"""A reward model behind a `vllm serve <rm> --runner pooling` server: `/classify`, with `/pooling` as fallback."""
+"""A reward model behind `vllm serve <rm> --runner pooling` servers: `/classify`, with `/pooling` as fallback.
+
+Several URLs are replicas of one model: requests go to the least busy one and around one that fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
+import time
 import weakref
 from typing import Any, Sequence
 
@@ -30,8 +36,19 @@ def _error_text(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {message or response.text[:500]}"
 
 
+def split_urls(url: str | Sequence[str]) -> list[str]:
+    """Server base URLs from one URL, a comma-separated string or a list; `/v1` and trailing slashes dropped."""
+    urls = url.split(",") if isinstance(url, str) else list(url)
+    urls = [u.strip().rstrip("/").removesuffix("/v1") for u in urls if u.strip()]
+    if not urls:
+        raise ValueError("RemoteRewardModel needs at least one server URL")
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"the same server URL is given twice: {urls}")
+    return urls
+
+
 class RemoteRewardModel:
-    """Scores (prompt, code) pairs with a 1-logit classifier served by vLLM's OpenAI-compatible server.
+    """Scores (prompt, code) pairs with a 1-logit classifier served by vLLM's OpenAI-compatible server(s).
 
     Input formatting is client-side: the library's one formatter (`encode_rm_inputs`: the RM tokenizer's chat
     template, right truncation at `max_length`) runs here, and the server gets token ids. So scores equal the
@@ -45,11 +62,17 @@ class RemoteRewardModel:
     at most `timeout` seconds; connection errors, timeouts, 429 and 5xx are retried `max_retries` times with
     exponential backoff (`backoff`, 2x, 4x, ... seconds); other errors raise at once. At most `max_concurrency`
     requests of `batch_size` inputs are in flight per event loop.
+
+    `url` may be a list of replicas of one model (or a comma-separated string). Construction checks that every
+    replica serves the same model id and `max_model_len`. Each request goes to the replica with the fewest
+    requests in flight (ties in turn); a replica that fails a request (connection error, timeout, 429, 5xx) is
+    avoided for `cooldown` seconds and the request moves straight on to another one; the backoff sleep comes only
+    after every replica has failed it. Scores do not depend on which replica answers.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         model: str | None = None,
         tokenizer: Any = None,
@@ -61,10 +84,13 @@ class RemoteRewardModel:
         max_concurrency: int = 8,
         batch_size: int = 32,
         trust_remote_code: bool = False,
+        cooldown: float = 30.0,
     ) -> None:
         if max_concurrency < 1 or batch_size < 1 or max_retries < 0:
             raise ValueError("max_concurrency and batch_size must be at least 1, max_retries at least 0")
-        self.url = url.rstrip("/").removesuffix("/v1")
+        self.urls = split_urls(url)
+        self.url = ", ".join(self.urls)
+        self.cooldown = cooldown
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
@@ -74,7 +100,11 @@ class RemoteRewardModel:
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
-        card = run_sync(self._model_card(model))
+        self._lock = threading.Lock()
+        self._in_flight = [0] * len(self.urls)
+        self._failed_at: list[float | None] = [None] * len(self.urls)
+        self._turn = itertools.count()
+        card = run_sync(self._replica_card(model))
         self.model: str = card["id"]
         self.name = f"{self.url} ({self.model})"
         self.max_length = min(max_length, card.get("max_model_len") or max_length)
@@ -84,7 +114,8 @@ class RemoteRewardModel:
         self.endpoint = run_sync(self._probe())
 
     def __repr__(self) -> str:
-        return f"RemoteRewardModel({self.url!r}, model={self.model!r}, endpoint={self.endpoint!r})"
+        urls = self.urls[0] if len(self.urls) == 1 else self.urls
+        return f"RemoteRewardModel({urls!r}, model={self.model!r}, endpoint={self.endpoint!r})"
 
     def score(self, prompt: str, codes: Sequence[str]) -> list[float]:
         """Raw scores of `codes` as answers to `prompt`, in the order given."""
@@ -106,35 +137,83 @@ class RemoteRewardModel:
     # --- helpers ---
 
     def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self.timeout)
+        return httpx.AsyncClient(headers=self._headers, timeout=self.timeout)
 
-    async def _request(self, client: httpx.AsyncClient, method: str, path: str, body: Any = None) -> httpx.Response:
-        """One request with retries; returns any response that is not 429/5xx (callers judge 4xx)."""
+    async def _request(
+        self, client: httpx.AsyncClient, method: str, path: str, body: Any = None, replica: int | None = None
+    ) -> httpx.Response:
+        """One request with retries, on `replica` or on any; returns any response that is not 429/5xx (callers
+        judge 4xx). Each round tries every replica (least in flight first) once; rounds after the first back off."""
         loop = asyncio.get_running_loop()
         semaphore = self._semaphores.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+        replicas = range(len(self.urls)) if replica is None else [replica]
         error = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
+            untried = list(replicas)
+            while untried:
                 async with semaphore:
-                    response = await client.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                continue
-            if response.status_code != 429 and response.status_code < 500:
-                return response
-            error = _error_text(response)
+                    i = self._pick(untried)
+                    untried.remove(i)
+                    failed = True
+                    try:
+                        response = await client.request(method, self.urls[i] + path, json=body)
+                        failed = response.status_code == 429 or response.status_code >= 500
+                    except httpx.TransportError as exc:
+                        error = f"{self.urls[i]}: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+                        continue
+                    finally:
+                        self._done(i, failed)
+                if not failed:
+                    return response
+                error = f"{self.urls[i]}: {_error_text(response)}"
+        where = self.url if replica is None else self.urls[replica]
         raise RemoteRewardModelError(
-            f"{method} {self.url}{path} failed after {self.max_retries + 1} attempts; last error: {error}"
+            f"{method} {where}{path} failed after {self.max_retries + 1} attempts; last error: {error}"
         )
 
-    async def _model_card(self, model: str | None) -> dict[str, Any]:
-        """The `/v1/models` entry of `model`, or of the only model served."""
+    def _pick(self, candidates: Sequence[int]) -> int:
+        """The candidate replica with the fewest requests in flight, preferring ones not failed lately; ties in
+        turn. Counts it as in flight."""
+        with self._lock:
+            now = time.monotonic()
+            turn = next(self._turn)
+
+            def key(i: int) -> tuple[bool, int, int]:
+                failed = self._failed_at[i]
+                cooling = failed is not None and now - failed < self.cooldown
+                return cooling, self._in_flight[i], (i - turn) % len(self.urls)
+
+            chosen = min(candidates, key=key)
+            self._in_flight[chosen] += 1
+            return chosen
+
+    def _done(self, replica: int, failed: bool) -> None:
+        with self._lock:
+            self._in_flight[replica] -= 1
+            self._failed_at[replica] = time.monotonic() if failed else None
+
+    async def _replica_card(self, model: str | None) -> dict[str, Any]:
+        """The model card of the first replica, checked to be what every replica serves."""
         async with self._client() as client:
-            response = await self._request(client, "GET", "/v1/models")
+            cards = await asyncio.gather(*(self._model_card(client, i, model) for i in range(len(self.urls))))
+        first = cards[0]
+        for url, card in zip(self.urls[1:], cards[1:]):
+            for key in ("id", "max_model_len"):
+                if card.get(key) != first.get(key):
+                    raise RewardModelError(
+                        f"replicas differ: {self.urls[0]} serves {key}={first.get(key)!r} but {url} serves "
+                        f"{key}={card.get(key)!r}; every URL must serve the same reward model"
+                    )
+        return first
+
+    async def _model_card(self, client: httpx.AsyncClient, replica: int, model: str | None) -> dict[str, Any]:
+        """The `/v1/models` entry of `model`, or of the only model served, on one replica."""
+        url = self.urls[replica]
+        response = await self._request(client, "GET", "/v1/models", replica=replica)
         if response.status_code != 200:
-            raise RemoteRewardModelError(f"GET {self.url}/v1/models: {_error_text(response)}")
+            raise RemoteRewardModelError(f"GET {url}/v1/models: {_error_text(response)}")
         cards = response.json().get("data") or []
         ids = [c.get("id") for c in cards]
         if model is None and len(cards) == 1:
@@ -142,7 +221,7 @@ class RemoteRewardModel:
         if model is not None and model in ids:
             return cards[ids.index(model)]
         wanted = f"model {model!r} is not served" if model else "several models are served: pass model="
-        raise RewardModelError(f"{self.url}: {wanted} (served: {ids})")
+        raise RewardModelError(f"{url}: {wanted} (served: {ids})")
 
     def _load_tokenizer(self, tokenizer: Any, trust_remote_code: bool) -> Any:
         if not isinstance(tokenizer, str):

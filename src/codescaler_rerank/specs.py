@@ -32,7 +32,8 @@ def load_reward_model(spec: str | RewardScorer = DEFAULT_REWARD_MODEL, **kwargs:
 
     - a Hugging Face model name or local path: `RewardModel.from_pretrained`
     - `"vllm:<model or path>"`: `VLLMRewardModel`, in-process vLLM pooling
-    - `"http://host:port"` or `"https://..."`: `RemoteRewardModel`, a `vllm serve <rm> --runner pooling` server
+    - `"http://host:port"` or `"https://..."`: `RemoteRewardModel`, a `vllm serve <rm> --runner pooling` server;
+      comma-separated URLs (`"http://a:8000,http://b:8000"`) are replicas of one model
     """
     if not isinstance(spec, str):
         return spec
