@@ -591,8 +591,8 @@ THINK_CASES = [
     ),
     case("think-only", "<think>I am not sure.</think>", code="", valid=False, reason="empty_response"),
     case(
-        "think-several",
-        f"<think>a</think>Part one.<think>b ```python\nx=\n```</think>\n```python\n{PY}\n```",
+        "think-several-leading",
+        f"<think>a</think>\n<think>b ```python\nx=\n```</think>\n```python\n{PY}\n```",
         mode="strict",
         code=PY,
         valid=True,
@@ -737,16 +737,20 @@ def test_hostile_input_never_raises(text: str, mode: str) -> None:
 
 
 def test_one_megabyte_answer() -> None:
+    """1 MB of prose around one answer is fine; 1 MB of repeated answers has more than MAX_BLOCKS fences."""
+    prose = "The quick brown fox jumps over the lazy dog while we compute prefix sums. " * 13_000
+    assert extract_code(prose + answer(PY, "python")) == Extraction(code=PY, language="python", valid=True, reason="ok")
+    assert extract_code(answer(PY, "python") + prose, mode="strict").code == PY
     chunk = full_answer(PY, "python") + "\n\n"
     text = chunk * (1_000_000 // len(chunk))
-    assert extract_code(text) == Extraction(code=PY, language="python", valid=True, reason="ok")
+    assert extract_code(text) == Extraction(code="", language="python", valid=False, reason="too_long")
     assert extract_code(text, mode="strict").reason == "multiple_code_blocks"
 
 
-def test_five_megabyte_answer() -> None:
+def test_five_megabyte_answer_is_too_long() -> None:
     prose = "The quick brown fox jumps over the lazy dog while we compute prefix sums. " * 70_000
-    assert extract_code(prose).reason == "no_code_block"
-    assert extract_code(prose + answer(PY, "python"), mode="strict").code == PY
+    for mode in ("paper", "strict", "lenient"):
+        assert extract_code(prose + answer(PY, "python"), mode=mode).reason == "too_long"
 
 
 # --- normalize_code -------------------------------------------------------------------------------

@@ -1,31 +1,42 @@
 """Pull the program out of an LLM response and check that it parses.
 
-Fences are found with the tree-sitter markdown grammar. Validity is decided by `ast.parse` for Python
-(the paper's check) and by the tree-sitter grammar of the language (no ERROR/MISSING node) otherwise.
+Three modes: `paper` is the released CodeScaler recipe's regex rule byte for byte (`_paper`); `strict` and
+`lenient` find fences with the tree-sitter markdown grammar. Validity is decided by `ast.parse` for Python and
+by the language's tree-sitter grammar (no ERROR/MISSING node) in a separate worker process otherwise
+(`_syntax`, `_ts_client`). Every limit is counted (bytes, blocks, parse cost), never timed: the same response
+gives the same Extraction on any machine at any load.
 """
 
 from __future__ import annotations
 
-import ast
-import gc
 import io
 import re
 import textwrap
 import threading
-import time
 import tokenize
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 from tree_sitter import Node, Parser
 from tree_sitter_language_pack import get_parser
 
-__all__ = ["SUPPORTED_LANGUAGES", "Extraction", "canonical_language", "extract_code", "normalize_code"]
+from . import _ts_client
+from ._paper import paper_code
+from ._syntax import MAX_BLOCK_COST, Budget, Verdict, cost, utf8
+
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_RESPONSE_BYTES",
+    "MODES",
+    "SUPPORTED_LANGUAGES",
+    "Extraction",
+    "canonical_language",
+    "extract_code",
+    "normalize_code",
+]
 
 SUPPORTED_LANGUAGES: tuple[str, ...] = ("python", "c", "cpp", "java", "javascript", "typescript", "go", "rust")
+MODES: tuple[str, ...] = ("paper", "strict", "lenient")
 
 _ALIASES: dict[str, str] = {
     alias: language
@@ -41,26 +52,17 @@ _ALIASES: dict[str, str] = {
     }.items()
     for alias in aliases
 }
-# tree-sitter grammars per language (Python uses ast); a program is valid if any of them parses it.
-_GRAMMARS: dict[str, tuple[str, ...]] = {
-    "c": ("c",),
-    "cpp": ("cpp",),
-    "java": ("java",),
-    "javascript": ("javascript",),
-    "typescript": ("typescript", "tsx"),
-    "go": ("go",),
-    "rust": ("rust",),
-}
-_MODES = ("strict", "lenient")
+
+# A longer response is "too_long" in every mode (16k generated tokens are ~64 kB). The markdown parse costs
+# ~0.3-0.7 us per byte, linearly, and ~1.5 kB of tree per kB of text.
+MAX_RESPONSE_BYTES = 1 << 20
+# More fenced blocks than this: "too_long" in lenient mode (strict says multiple_code_blocks).
+MAX_BLOCKS = 512
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-# Seconds of syntax checking per call, so that a response of 100k broken blocks or megabytes of junk
-# stays cheap; real programs parse at ~0.2-0.8 us/byte, well inside it. Candidates left when it runs
-# out count as not parsing. tree-sitter cannot be stopped in its end-of-input error recovery, which
-# is super-linear on some contrived token soups (cpp "a<a." * 1000, 4 kB: ~1.5 s); real code is fine.
-_PARSE_BUDGET_S = 0.25
-_PARSE_BUDGET_S_PER_BYTE = 1e-6
-_READ_CHUNK = 1 << 16
+_LEADING_THINK = re.compile(r"\s*<think>")
+_LONE_THINK_CLOSE = re.compile(r"^[ \t]*(</think>)[ \t]*$", re.MULTILINE)
+_MAX_REASONING_CUTS = 16
 # tree-sitter-markdown segfaults past ~254 nested containers (a uint8 counter). No line may open more
 # containers than twice its prefix of markers/indentation, so prefixes are cut to 80 bytes in the copy
 # the markdown parser sees (same length, so byte offsets still index the original text).
@@ -69,26 +71,18 @@ _DEEP_PREFIX = re.compile(rb"^[ \t>*+\-.)0-9]{%d,}" % (_MAX_PREFIX + 1), re.MULT
 _BLANK_RUN = re.compile(rb"\n{8,}")
 _MD_CONTAINERS = frozenset({"document", "section", "list", "list_item", "block_quote"})
 _INFO_SEPARATORS = re.compile(r"[\s{}:,;]+")
-# Leaf-like nodes kept verbatim by normalize_code (their inner whitespace is data, not layout).
-_STRING_NODE = re.compile(r"(string|char|character|rune)(_literal)?$")
-# Names, literals and brackets: a program made only of these is a word or program output, not code.
-_DATA_NODE = re.compile(
-    r"identifier|literal|string|number|integer|float|true|false|null|nil|none|undefined"
-    r"|array|list|tuple|unary|parenthesized"
-)
-_PY_DATA = (ast.Constant, ast.Name, ast.List, ast.Tuple, ast.Set, ast.Dict, ast.UnaryOp, ast.USub, ast.UAdd, ast.Load)
 _PY_TRIVIA = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER})
 
 _local = threading.local()
-# Warning filters and the GC switch are process-wide, so one ast.parse at a time (it holds the GIL anyway).
-_AST_LOCK = threading.Lock()
 
 
 class Extraction(BaseModel):
     """The program extracted from a response and whether it is syntactically valid.
 
     `reason` is "ok" when valid, else one of: empty_response, no_code_block, multiple_code_blocks,
-    unclosed_code_block, wrong_language, syntax_error, unknown_language.
+    unclosed_code_block, wrong_language, syntax_error, unknown_language, too_long (a counted limit:
+    MAX_RESPONSE_BYTES, MAX_BLOCKS, or a parse cost in `_syntax`), parse_failed (the parse worker crashed on
+    hostile code).
     """
 
     code: str
@@ -117,37 +111,42 @@ def canonical_language(name: str | None) -> str | None:
 
 
 def extract_code(text: str, language: str | None = "python", mode: str = "lenient") -> Extraction:
-    """Extract the program from an LLM response (`mode` 'strict' = the paper's RL rule, or 'lenient')."""
+    """Extract the program from an LLM response; `mode` is 'paper' (the recipe's rule, Python only),
+    'strict' or 'lenient' (see the README's table)."""
     target = canonical_language(language)
     if language is not None and target is None:
         raise ValueError(f"unsupported language {language!r}; supported: {', '.join(SUPPORTED_LANGUAGES)}")
-    if mode not in _MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(_MODES)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "paper" and target not in (None, "python"):
+        raise ValueError(f"mode 'paper' is the recipe's Python rule; got language {language!r}")
+    if len(text) > MAX_RESPONSE_BYTES or len(utf8(text)) > MAX_RESPONSE_BYTES:
+        return Extraction(code="", language="python" if mode == "paper" else target, valid=False, reason="too_long")
+    if mode == "paper":
+        code, reason = paper_code(text)
+        return Extraction(code=code, language="python", valid=reason == "ok", reason=reason)
     answer = _drop_reasoning(text.replace("\r\n", "\n").replace("\r", "\n"))
     if not answer.strip():
         return Extraction(code="", language=target, valid=False, reason="empty_response")
-    data = _utf8(answer)
-    blocks = _fenced_blocks(data)
-    deadline = _deadline(len(data))
+    blocks = _fenced_blocks(utf8(answer))
     if mode == "strict":
-        return _strict(blocks, target, deadline)
-    return _lenient(blocks, answer, target, deadline)
+        return _strict(blocks, target, Budget())
+    return _lenient(blocks, answer, target, Budget())
 
 
 def normalize_code(code: str, language: str | None) -> str:
-    """Canonical form for dedup: programs differing only in layout and comments map to the same string."""
+    """Canonical form for dedup: programs differing only in layout and comments map to the same string.
+
+    Code whose parse would cost more than one block may (see `_syntax`) is only whitespace-collapsed."""
     text = code.replace("\r\n", "\n").replace("\r", "\n")
     canonical = canonical_language(language)
     normal = None
-    if canonical == "python":
-        normal = _python_normal(text)
-    elif canonical is not None:
-        data = _utf8(text)
-        normal = _tree_normal(data, canonical, _deadline(len(data)))
+    if canonical is not None and cost(data := utf8(text), canonical) <= MAX_BLOCK_COST:
+        normal = _python_normal(text) if canonical == "python" else _ts_client.normal(data, canonical)
     return normal if normal is not None else " ".join(text.split())
 
 
-def _strict(blocks: list[_Block], target: str | None, deadline: float) -> Extraction:
+def _strict(blocks: list[_Block], target: str | None, budget: Budget) -> Extraction:
     """Exactly one closed fenced block whose content parses in the target (or tagged) language."""
 
     def fail(reason: str, language: str | None = target) -> Extraction:
@@ -165,77 +164,87 @@ def _strict(blocks: list[_Block], target: str | None, deadline: float) -> Extrac
     if block.tag and target is not None and block.language != target:
         return fail("wrong_language")
     language = block.language or target or "python"
-    if _syntax_tree(block.code, language, deadline) is not None:
+    verdict = _check(block.code, language, budget)
+    if verdict.ok:
         return Extraction(code=block.code, language=language, valid=True, reason="ok")
-    if not block.tag and target is None:
+    if verdict.reason == "syntax_error" and not block.tag and target is None:
         return fail("unknown_language")
-    return fail("syntax_error", language)
+    return fail(verdict.reason, language)
 
 
-def _lenient(blocks: list[_Block], answer: str, target: str | None, deadline: float) -> Extraction:
+def _lenient(blocks: list[_Block], answer: str, target: str | None, budget: Budget) -> Extraction:
     """The last untagged or target-language block that parses; unfenced code if there are no fences."""
     if not blocks:
-        return _unfenced(answer, target, deadline)
+        return _unfenced(answer, target, budget)
+    if len(blocks) > MAX_BLOCKS:
+        return Extraction(code="", language=target, valid=False, reason="too_long")
     eligible = [
         block
         for block in blocks
         if block.code and (not block.tag or (block.language is not None and target in (None, block.language)))
     ]
-    failed = []
+    failed: list[tuple[_Block, str]] = []
     for block in reversed(eligible):
         language = target or block.language or "python"
-        tree = _syntax_tree(block.code, language, deadline)
-        if tree is None:
-            failed.append(block)
-        elif block.tag or _has_real_code(tree):  # an untagged `42` or `YES` is program output, not code
+        verdict = _check(block.code, language, budget)
+        if not verdict.ok:
+            failed.append((block, verdict.reason))
+        elif block.tag or verdict.real_code:  # an untagged `42` or `YES` is program output, not code
             return Extraction(code=block.code, language=language, valid=True, reason="ok")
     if not failed:
         return Extraction(code="", language=target, valid=False, reason="no_code_block")
-    last = failed[0]
-    if target is None and not last.tag:
+    last, reason = failed[0]
+    if reason == "syntax_error" and target is None and not last.tag:
         return Extraction(code=last.code, language=None, valid=False, reason="unknown_language")
-    return Extraction(code=last.code, language=target or last.language, valid=False, reason="syntax_error")
+    return Extraction(code=last.code, language=target or last.language, valid=False, reason=reason)
 
 
-def _unfenced(answer: str, target: str | None, deadline: float) -> Extraction:
+def _unfenced(answer: str, target: str | None, budget: Budget) -> Extraction:
     """The whole answer, if it parses and holds real code (not a bare word, number or sentence)."""
     code = _tidy(answer)
     language = target or "python"
-    tree = _syntax_tree(code, language, deadline)
-    if tree is not None and _has_real_code(tree):
+    verdict = _check(code, language, budget)
+    if verdict.ok and verdict.real_code:
         return Extraction(code=code, language=language, valid=True, reason="ok")
-    return Extraction(code="", language=target, valid=False, reason="no_code_block")
+    reason = verdict.reason if verdict.reason in ("too_long", "parse_failed") else "no_code_block"
+    return Extraction(code="", language=target, valid=False, reason=reason)
+
+
+def _check(code: str, language: str, budget: Budget) -> Verdict:
+    """The budget's verdict; blank code is a syntax error (there is no program)."""
+    return budget.check(code, language) if code.strip() else Verdict("syntax_error")
 
 
 def _drop_reasoning(text: str) -> str:
-    """Remove <think>…</think>; text before a stray leading </think> and an unclosed leading <think> go too."""
-    opener, closer = text.find(_THINK_OPEN), text.find(_THINK_CLOSE)
-    if closer != -1 and (opener == -1 or closer < opener):
-        text = text[closer + len(_THINK_CLOSE) :]
-    kept, pos = [], 0
-    while (start := text.find(_THINK_OPEN, pos)) != -1 and (end := text.find(_THINK_CLOSE, start)) != -1:
-        kept.append(text[pos:start])
-        pos = end + len(_THINK_CLOSE)
-    answer = "".join(kept) + text[pos:]
-    return "" if answer.lstrip().startswith(_THINK_OPEN) else answer
+    """Remove reasoning: a leading `<think>…</think>` (unclosed: all of it is reasoning), and everything up to a
+    `</think>` the response never opened, if that tag comes before the first fence or stands alone on its line.
+    A `</think>` inside a line of code (`s.split("</think>")`) stays."""
+    for _ in range(_MAX_REASONING_CUTS):
+        if opened := _LEADING_THINK.match(text):
+            end = text.find(_THINK_CLOSE, opened.end())
+            if end == -1:
+                return ""
+        else:
+            end = _stray_close(text)
+            if end == -1:
+                return text
+        text = text[end + len(_THINK_CLOSE) :]
+    return text
 
 
-def _utf8(text: str) -> bytes:
-    """UTF-8 bytes; lone surrogates (never valid in a program) become '?'."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace")
+def _stray_close(text: str) -> int:
+    """Offset of the `</think>` that ends unopened reasoning (see `_drop_reasoning`), else -1."""
+    fences = [i for i in (text.find("```"), text.find("~~~")) if i != -1]
+    before_fence = text.find(_THINK_CLOSE, 0, min(fences, default=len(text)))
+    if before_fence != -1:
+        return before_fence
+    alone = _LONE_THINK_CLOSE.search(text)
+    return alone.start(1) if alone else -1
 
 
 def _tidy(code: str) -> str:
     """Dedent (fences indented in lists or by the model) and drop surrounding blank lines."""
     return textwrap.dedent(code).lstrip("\n").rstrip()
-
-
-def _deadline(size: int) -> float:
-    """When syntax checking for a text of `size` bytes must stop (see _PARSE_BUDGET_S)."""
-    return time.monotonic() + _PARSE_BUDGET_S + size * _PARSE_BUDGET_S_PER_BYTE
 
 
 def _parser(grammar: str) -> Parser:
@@ -247,7 +256,8 @@ def _parser(grammar: str) -> Parser:
 
 
 def _fenced_blocks(data: bytes) -> list[_Block]:
-    """All fenced code blocks in document order, including ones inside list items and block quotes."""
+    """The fenced code blocks in document order, including ones inside list items and block quotes; at most
+    MAX_BLOCKS + 1 (enough to tell that there are too many)."""
     if b"```" not in data and b"~~~" not in data:
         return []
     # The parser sees a copy with deep container prefixes defused and a final newline (a closing fence
@@ -256,7 +266,7 @@ def _fenced_blocks(data: bytes) -> list[_Block]:
     # Each line costs the markdown parser ~3 us: long runs of blank lines become one line of spaces.
     shadow = _BLANK_RUN.sub(lambda m: b"\n" + b" " * (len(m[0]) - 2) + b"\n", shadow) + b"\n"
     blocks, stack = [], [_parser("markdown").parse(shadow).root_node]
-    while stack:
+    while stack and len(blocks) <= MAX_BLOCKS:
         node = stack.pop()
         if node.type == "fenced_code_block":
             blocks.append(_block(node, data))
@@ -292,76 +302,6 @@ def _without_continuations(content: Node, data: bytes, nested: bool) -> str:
     return b"".join(pieces).decode("utf-8", "replace")
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: ast.parse allocates millions of nodes and GC passes triple its time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _syntax_tree(code: str, language: str, deadline: float) -> ast.Module | Node | None:
-    """The parse tree if `code` is a non-empty valid program in `language`, else None."""
-    if not code.strip() or time.monotonic() > deadline:
-        return None
-    if language == "python":
-        try:
-            with _AST_LOCK, warnings.catch_warnings(), _gc_paused():
-                warnings.simplefilter("ignore")  # '\d' in a string warns; under -W error that is a SyntaxError
-                return ast.parse(code)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return None
-    return _tree_sitter_parse(_utf8(code), language, deadline)
-
-
-def _tree_sitter_parse(data: bytes, language: str, deadline: float) -> Node | None:
-    """Root of the first error-free tree among the language's grammars; None if none (or out of time)."""
-    view = memoryview(data)
-    for grammar in _GRAMMARS[language]:
-        parser = _parser(grammar)
-        try:
-            tree = parser.parse(
-                lambda offset, _point: view[offset : offset + _READ_CHUNK],
-                # Halt once every GLR branch has hit an error (the tree is sure to hold one) or time is up.
-                progress_callback=lambda _offset, has_error: has_error or time.monotonic() > deadline,
-            )
-        except ValueError:  # halted: the parser must be reset before its next parse
-            parser.reset()
-            continue
-        if not tree.root_node.has_error:
-            return tree.root_node
-    return None
-
-
-def _has_real_code(tree: ast.Module | Node) -> bool:
-    """False if the program is only comments and bare data such as `hello`, `42`, `"text"` or `[0, 1]`:
-    that is prose or program output, not code."""
-    if isinstance(tree, ast.Module):
-        return any(
-            not (isinstance(stmt, ast.Expr) and all(isinstance(node, _PY_DATA) for node in ast.walk(stmt.value)))
-            for stmt in tree.body
-        )
-    return any(
-        "comment" not in node.type and not (node.type == "expression_statement" and _is_data(node))
-        for node in tree.named_children
-    )
-
-
-def _is_data(node: Node) -> bool:
-    """True if below `node` there are only names, literals and brackets around them."""
-    stack = list(node.named_children)
-    while stack:
-        child = stack.pop()
-        if not _DATA_NODE.search(child.type):
-            return False
-        stack.extend(child.named_children)
-    return True
-
-
 def _python_normal(code: str) -> str | None:
     """One line per logical line, tokens joined by single spaces, indented by block depth; None if untokenisable."""
     lines: list[str] = []
@@ -383,31 +323,3 @@ def _python_normal(code: str) -> str | None:
     except (tokenize.TokenError, SyntaxError):
         return None
     return "\n".join(lines)
-
-
-def _tree_normal(data: bytes, language: str, deadline: float) -> str | None:
-    """Leaf tokens (comments dropped, string literals verbatim) joined by single spaces; named nodes are
-    bracketed as `(type ... )` so that statement grouping counts (in JS and Go `return` + newline + `x`
-    is not `return x`). None if it won't parse."""
-    root = _tree_sitter_parse(data, language, deadline)
-    if root is None:
-        return None
-    tokens: list[str] = []
-    stack: list[Node | str] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            tokens.append(item)
-        elif "comment" in item.type:
-            continue
-        elif item.child_count and not _STRING_NODE.search(item.type):
-            if item.is_named:
-                tokens.append("(" + item.type)
-                stack.append(")")
-            stack.extend(reversed(item.children))
-        else:
-            text = data[item.start_byte : item.end_byte].decode("utf-8", "replace")
-            token = text if _STRING_NODE.search(item.type) else " ".join(text.split())
-            if token:
-                tokens.append(token)
-    return " ".join(tokens)

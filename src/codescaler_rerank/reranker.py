@@ -14,7 +14,7 @@ from .results import Candidate, NoCandidatesError, RerankResult, Timings, Usage
 from .reward_model import DEFAULT_REWARD_MODEL
 from .specs import load_generator, load_reward_model
 
-MODES = ("lenient", "strict")
+MODES = ("lenient", "strict", "paper")
 
 
 def selection_key(c: Candidate) -> tuple:
