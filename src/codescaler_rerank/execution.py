@@ -1,78 +1,71 @@
-"""Run untrusted Python candidates against tests in a sandboxed subprocess.
+"""Run untrusted Python candidates against tests in a sandboxed subprocess; the parent judges.
 
-Each run is a fresh ``python -S -B`` process (stdlib only) in its own session and process group,
-with a clean environment (PATH, LANG, HOME/TMPDIR = its working directory, PYTHONHASHSEED=0;
-nothing of ours), a temporary working directory that is removed afterwards, resource limits (CPU
-time, address space, file size, processes, open files, no core dumps), ``no_new_privs`` (setuid
-binaries grant nothing), stdin from /dev/null (function-style runs), stdout/stderr read up to a
-cap (the rest is drained and dropped), and a wall-clock timeout after which the whole process
-group is killed. Where Linux allows it (as root, or in an unprivileged user namespace) the process
-also gets new mount, PID, network and IPC namespaces:
+Verdicts. For call-style tests (`run_calls`, and `run_tests` when every assertion of the tests
+converts, see `calls.calls_from_asserts`) the sandbox only calls the entry point on arguments it
+is given and writes back each result as plain data; this process compares them with expected
+values that never enter the sandbox, type-strictly, and kills the run at the first wrong result.
+A candidate that forges the report channel can at most claim results, which are still checked;
+one record per call, in order, and nothing else is accepted. These verdicts are ``trusted=True``,
+as are stdio verdicts (`run_stdio`: expected output compared here). Tests that stay assert-style
+run in the candidate's own interpreter and count a pass when the harness reaches the end of them
+and returns a per-run nonce: ``trusted=False``, since code sharing the interpreter can reach
+anything in it (the nonce pipe, frames, ``gc``, ``ctypes``).
 
-* network: only a loopback device that is down, so no connection of any kind;
-* PID: the candidate cannot see or signal any process outside its sandbox (``os.getppid()`` is 0),
-  and when the sandbox's first process exits the kernel kills everything it left behind
-  (double-forked or ``setsid()`` daemons included);
-* mount: the whole host filesystem is read-only (``mount_setattr``), ``/tmp``, ``/var/tmp``,
-  ``/dev/shm`` and ``/run/lock`` are private size-capped tmpfs mounts (``/tmp`` is the working
-  directory), ``/proc`` is the sandbox's own.
+Isolation (each flag in the result says whether it held; with ``require_isolation=True``, the
+default, a run that cannot get the first four raises `SandboxUnavailable` before any candidate
+code runs):
 
-As root the candidate also runs under a throwaway unprivileged uid (random per run): it holds no
-capabilities, cannot read root-only files (``/root``...; world-readable files stay readable),
-cannot signal our processes, and the process limit (RLIMIT_NPROC, which root ignores) counts its
-processes alone, so a fork bomb stops at ``max_processes``; the interpreter's stdlib stays
-importable through directory fds opened before the switch. Root without namespaces (a default
-Docker container) keeps the throwaway uid, and processes of that uid are killed after the run.
-Not root, in a user namespace: the candidate keeps our uid (with capabilities inside its own
-namespaces only). Which of these held is in every result (``network_isolated``, ``pid_isolated``,
-``fs_isolated``, ``user_isolated``). With none of them (not root, user namespaces disabled) the
-network is reachable, the filesystem is writable wherever our uid may write, processes that leave
-the process group survive, and the candidate can signal our processes: use a container for
-untrusted code there.
+* network (``network_isolated``): own network namespace, no device up: no TCP/UDP, and no abstract
+  unix sockets of the host;
+* processes (``pid_isolated``): own PID namespace whose init is ours: the candidate sees and signals
+  nothing outside, and whatever it leaves behind (daemons, ``setsid()``) dies with the run;
+* filesystem (``fs_isolated``): a minimal root (``pivot_root``): read-only binds of /usr, /bin,
+  /sbin, /lib*, /etc and the interpreter's stdlib only, five device nodes, private size-capped
+  /tmp (the working directory) and /dev/shm, its own /proc; the package's data and every
+  site-packages directory are covered by empty mounts. /run, /home, /root, /work, /var, /sys and the
+  caller's files do not exist inside, nor any unix socket of the host;
+* user (``user_isolated``, as root): a throwaway uid allocated per run (never shared by two live
+  runs, across processes too), no capabilities, ``no_new_privs``;
+* limits: CPU time, address space, file size, processes and open files per process, and, where a
+  cgroup can be made (``memory_limit="cgroup"``), memory and processes of the whole run together
+  (``"rlimit"``: per process only); stdout/stderr/report read up to caps, a wall-clock timeout.
 
-Threat model for the pass/fail verdict. Function-style runs (``run_tests``) exec the candidate and
-then the tests in one interpreter, and count a pass only when the harness itself reaches the point
-after the tests returned: it then reads a per-run nonce (``secrets.token_hex``) from a pipe the
-parent filled, and writes it to a separate report pipe. The nonce is in no argument, environment
-variable or file, and it is not in the process's memory while candidate code runs before or
-during the tests. So these are never a pass: exiting early (``sys.exit(0)``, ``os._exit(0)``,
-``SystemExit`` inside the tests, killing its own process or group), printing any marker on
-stdout/stderr (verdicts never come from the output streams), replacing ``print``/``sys.stdout``
-or builtins (the tests run with a pristine copy of the builtins), reading the tests from disk
-(their file is deleted before candidate code starts), or signalling the parent. Exit code 0
-alone is never a pass.
-
-Out of scope: code written against this harness in particular. The candidate shares the
-interpreter with the tests, so it can read the nonce pipe (its fd number is in ``sys.argv``) and
-forge the report, introspect the running tests through frames/``gc``/``ctypes`` (e.g. read
-expected values, jump over asserts with a trace function), monkeypatch modules the tests import,
-or return objects whose ``__eq__`` is always true. Stdio runs (``run_stdio``) have no such gap: the
-expected output never enters the sandbox and is compared by the parent.
+Out of scope: kernel exploits; side channels (timing, CPU load); what is readable under /usr and
+/etc; candidates that memorise the tests; the ``trusted=False`` gap above.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import selectors
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, Sequence
 
 from pydantic import BaseModel
 from tqdm import tqdm
 
+from .calls import Call, calls_from_asserts, decode_value
+from .cgroups import RunCgroup
+
 Status = Literal["passed", "failed", "timeout", "error", "killed", "sandbox_error"]
 
-_UID_BASE, _UID_SPAN = 1_000_000_000, 1_000_000  # throwaway uids used when we run as root
-_REPORT_CAP = 1 << 16
+_CHILD = (Path(__file__).parent / "sandbox_child.py").read_text(encoding="utf-8")
+_UID_BASE = 1_000_000_000  # throwaway uids used when we run as root: _UID_BASE + slot
+_UID_LOCKS = "/run/codescaler-rerank/uids"  # one lock file per slot in use (flock), across processes
+_REPORT_CAP = 1 << 22
 _SIGNAL_REASONS = {
     signal.SIGKILL: "killed by SIGKILL",
     signal.SIGXCPU: "CPU time limit",
@@ -80,216 +73,9 @@ _SIGNAL_REASONS = {
     signal.SIGSEGV: "segmentation fault",
 }
 
-# The program run in the sandbox, as `python -S -B -c _CHILD <config json>`. It must only use the
-# stdlib and must not import this package (no site-packages there).
-_CHILD = r'''
-import ctypes, json, os, resource, sys
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = (
-    0x20000, 0x10000000, 0x8000000, 0x20000000, 0x40000000)
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 0x40000
-SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
-PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, CAPABILITY_VERSION_3 = 24, 38, 0x20080522
-PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-
-cfg = json.loads(sys.argv[1])
-libc = ctypes.CDLL(None, use_errno=True)
-with open("/proc/self/uid_map") as f:  # root of the initial user namespace, not a rootless container
-    REAL_ROOT = os.geteuid() == 0 and f.read().split() == ["0", "0", "4294967295"]
-libc.syscall.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint,
-                         ctypes.c_void_p, ctypes.c_size_t)
-_write, _read, _dumps = os.write, os.read, json.dumps  # bound before any candidate code runs
-
-
-def emit(**event):
-    _write(cfg["rep"], (_dumps(event) + "\n").encode())
-
-
-def unshare():
-    """New mount/PID/network/IPC namespaces (in a new user namespace unless root)."""
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
-    if libc.unshare(flags | (0 if REAL_ROOT else CLONE_NEWUSER)) != 0:
-        return False
-    if not REAL_ROOT:
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                           ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
-    return True
-
-
-def mount(source, target, fstype, flags, data=None):
-    if libc.mount(source, target, fstype, flags, data) != 0:
-        raise OSError(ctypes.get_errno(), f"mount {target!r}")
-
-
-def private_fs():
-    """Read-only host filesystem, private tmpfs on the world-writable dirs, own /proc."""
-    try:
-        mount(None, b"/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
-        attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
-        if libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, ctypes.sizeof(attr)):
-            raise OSError(ctypes.get_errno(), "mount_setattr")
-        mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        for path in PRIVATE_DIRS:
-            if os.path.isdir(path):
-                size = f"size={cfg['file_mb']}m,mode=1777".encode()
-                mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size)
-    except OSError:
-        return False
-    return True
-
-
-def set_limits():
-    """Resource limits, and no privilege gain through setuid binaries or file capabilities."""
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
-    cpu = int(cfg["timeout"]) + 1
-    mb = 1 << 20
-    for res, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                       (resource.RLIMIT_AS, (cfg["memory_mb"] * mb,) * 2),
-                       (resource.RLIMIT_FSIZE, (cfg["file_mb"] * mb,) * 2),
-                       (resource.RLIMIT_NPROC, (cfg["nproc"],) * 2),
-                       (resource.RLIMIT_NOFILE, (256, 256)),
-                       (resource.RLIMIT_CORE, (0, 0))):
-        resource.setrlimit(res, value)
-
-
-def drop_privileges(workdir):
-    """As root: become the throwaway uid, keeping the stdlib importable through open dir fds."""
-    if not REAL_ROOT:
-        return False
-    uid = cfg["uid"]
-    os.chown(workdir, uid, uid)
-    moved = {p: f"/proc/self/fd/{os.open(p, os.O_RDONLY | os.O_DIRECTORY)}"
-             for p in sys.path if os.path.isdir(p)}
-
-    def move(path):
-        for old, new in moved.items():
-            if path == old or path.startswith(old + "/"):
-                return new + path[len(old):]
-        return path
-
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    sys.path[:] = moved.values()
-    for module in list(sys.modules.values()):  # packages imported already (encodings, collections)
-        if isinstance(getattr(module, "__path__", None), list):
-            module.__path__[:] = map(move, module.__path__)
-    sys.path_importer_cache.clear()
-    return True
-
-
-def drop_capabilities():
-    """Keep no capability (a new user namespace grants all; they could undo the read-only mounts)."""
-    for cap in range(64):
-        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly without CAP_SETPCAP
-    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
-    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-
-
-def describe(exc, tests):
-    """'Type: message', with the failing line of the tests when there is one."""
-    import traceback
-    text = type(exc).__name__
-    try:
-        text += f": {exc}" if str(exc) else ""
-    except BaseException:
-        pass
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<tests>"]
-    if lines and tests:
-        text += f" (tests line {lines[-1]}: {tests.splitlines()[lines[-1] - 1].strip()})"
-    return text[:1000]
-
-
-def flush():
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-
-
-def fail(exc, phase, tests=None):
-    import traceback
-    try:
-        traceback.print_exception(exc)
-    except BaseException:
-        pass
-    flush()
-    emit(event="error", phase=phase, type=type(exc).__name__, error=describe(exc, tests))
-    os._exit(1)
-
-
-def run_tests(code, tests):
-    import builtins
-    builtins.exit = builtins.quit = sys.exit  # `site` (-S) is what normally defines them
-    pristine = dict(vars(builtins))
-    scope = {"__name__": "__candidate__", "__builtins__": builtins}
-    emit(event="phase", phase="code")
-    try:
-        exec(compile(code, "<candidate>", "exec"), scope)
-    except BaseException as exc:
-        fail(exc, "code")
-    emit(event="phase", phase="tests")
-    try:
-        exec(compile(tests, "<tests>", "exec"), dict(scope, __builtins__=pristine))
-    except BaseException as exc:
-        fail(exc, "tests", tests)
-    flush()
-    emit(event="passed", nonce=_read(cfg["ctl"], 64).decode())  # nonce: only now, only here
-    os._exit(0)
-
-
-def run_program(code):
-    import builtins
-    builtins.exit = builtins.quit = sys.exit
-    status = 0
-    try:
-        exec(compile(code, "<candidate>", "exec"), {"__name__": "__main__", "__builtins__": builtins})
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            status = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            status = 1
-    except BaseException as exc:
-        fail(exc, "run")
-    flush()
-    os._exit(status)
-
-
-def main():
-    with open("payload.json", encoding="utf-8") as f:
-        payload = json.load(f)
-    os.unlink("payload.json")  # gone before any candidate code runs
-    namespaced = unshare()
-    if namespaced and (pid := os.fork()):  # the child is PID 1 of the new namespace
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        os._exit(code if code >= 0 else 128 - code)
-    fs = namespaced and private_fs()
-    workdir = "/tmp" if fs else os.getcwd()
-    os.chdir(workdir)
-    os.environ.update(HOME=workdir, TMPDIR=workdir)
-    set_limits()
-    user = drop_privileges(workdir)
-    drop_capabilities()
-    emit(event="sandbox", namespaced=namespaced, fs=fs, user=user)
-    if payload["tests"] is None:
-        run_program(payload["code"])
-    else:
-        run_tests(payload["code"], payload["tests"])
-
-
-try:
-    main()
-except BaseException as exc:
-    emit(event="sandbox_error", error=f"{type(exc).__name__}: {exc}")
-    raise
-'''
+class SandboxUnavailable(RuntimeError):
+    """The isolation a run requires is missing on this host (the message says what)."""
 
 
 class ExecutionResult(BaseModel):
@@ -297,81 +83,103 @@ class ExecutionResult(BaseModel):
 
     passed: bool
     status: Status
-    reason: str  # e.g. "AssertionError (tests line 3: assert f(1) == 2)", "timed out after 10.0 s"
+    reason: str  # e.g. "call 2/3: assert f(3) == 9: returned 6", "timed out after 10.0 s"
     duration: float  # seconds, wall clock (all cases for stdio runs)
     stdout: str  # at most `max_output` bytes, decoded
     stderr: str
-    exit_code: int | None = None  # negative: killed by that signal; None: timed out
-    truncated: bool = False  # stdout or stderr went over `max_output`
+    exit_code: int | None = None  # negative: killed by that signal; None: stopped by us (timeout, wrong result)
+    truncated: bool = False  # stdout or stderr went over `max_output` (only stdout decides a stdio verdict)
+    trusted: bool = False  # the verdict was decided here (calls, stdio), not by asserts inside the sandbox
+    memory_limit: Literal["cgroup", "rlimit"] = "rlimit"  # whole run (cgroup) or per process only
     network_isolated: bool = False  # own network namespace: no network at all
     pid_isolated: bool = False  # own PID namespace: cannot signal outside, leftovers killed
-    fs_isolated: bool = False  # host filesystem read-only, private /tmp
+    fs_isolated: bool = False  # minimal read-only root, private /tmp
     user_isolated: bool = False  # ran as a throwaway unprivileged uid (we were root)
 
 
 class Job(NamedTuple):
-    """One `run_many` job: `tests` for a function-style run, or `cases` for a stdio run."""
+    """One `run_many` job: `tests` (with `entry_point`, converted to calls where possible), `calls`
+    (with `entry_point`), or `cases` for a stdio run."""
 
     code: str
     tests: str | None = None
     cases: Sequence[tuple[str, str]] | None = None
+    entry_point: str | None = None
+    calls: Sequence[Call] | None = None
 
 
 @dataclass(frozen=True)
 class _Limits:
-    timeout: float
-    memory_mb: int
-    max_processes: int
-    max_file_mb: int
-    max_output: int
+    timeout: float = 10.0
+    memory_mb: int = 1024
+    max_processes: int = 64
+    max_file_mb: int = 16
+    max_output: int = 1 << 20
+    require_isolation: bool = True
 
 
-class _Raw(NamedTuple):
+@dataclass
+class _Raw:
     """What the parent saw of one process."""
 
-    stdout: bytes
-    stderr: bytes
-    events: list[dict[str, Any]]
-    exit_code: int | None  # None: we killed it at the deadline
-    truncated: bool
-    duration: float
+    stdout: bytes = b""
+    stderr: bytes = b""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None  # None: we killed it (deadline, or decided early)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration: float = 0.0
+    oom: bool = False
+    memory_limit: Literal["cgroup", "rlimit"] = "rlimit"
 
 
 def run_tests(
     code: str,
     tests: str,
     *,
+    entry_point: str | None = None,
     timeout: float = 10.0,
     memory_mb: int = 1024,
     max_processes: int = 64,
     max_file_mb: int = 16,
     max_output: int = 1 << 20,
+    require_isolation: bool = True,
 ) -> ExecutionResult:
     """Run `code`, then `tests` (Python source whose assertions run after it) in one sandbox.
 
-    HumanEval-style callers append the call themselves: ``tests + f"\\ncheck({entry_point})\\n"``.
+    With `entry_point`, assertions that call it on literals are judged here (`calls_from_asserts`);
+    the verdict is ``trusted`` when nothing else is left of `tests`, else the rest runs after the
+    calls, as before. HumanEval-style callers append the checker's call themselves:
+    ``tests + f"\\ncheck({entry_point})\\n"``.
     """
-    limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output)
-    nonce = secrets.token_hex(16)
-    raw, sandbox = _execute({"code": code, "tests": tests}, None, limits, nonce)
-    flags = _flags(sandbox)
-    if sandbox is None:
-        return _result(raw, "sandbox_error", _sandbox_error(raw), flags)
-    if raw.exit_code is None:
-        return _result(raw, "timeout", f"timed out after {timeout:.1f} s", flags)
-    if raw.exit_code == 0 and {"event": "passed", "nonce": nonce} in raw.events:
-        return _result(raw, "passed", "all tests passed", flags)
-    error = _last(raw.events, "error")
-    if error is not None:
-        if error.get("type") == "MemoryError":
-            return _result(raw, "killed", f"memory limit ({memory_mb} MB)", flags)
-        status: Status = "error" if error.get("phase") == "code" else "failed"
-        return _result(raw, status, str(error.get("error")), flags)
-    if (signal_reason := _signal_reason(raw.exit_code)) is not None:
-        return _result(raw, "killed", signal_reason, flags)
-    phase = (_last(raw.events, "phase") or {}).get("phase", "code")
-    when = "before the tests ran" if phase == "code" else "before the tests finished"
-    return _result(raw, "error" if phase == "code" else "failed", f"exited with code {raw.exit_code} {when}", flags)
+    limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output, require_isolation)
+    calls: list[Call] = []
+    residual: str | None = tests
+    if entry_point is not None:
+        try:
+            calls, residual = calls_from_asserts(tests, entry_point)
+        except SyntaxError:
+            pass  # reported by the sandbox as before
+    return _run_function(code, entry_point, calls, residual, limits)
+
+
+def run_calls(
+    code: str,
+    entry_point: str,
+    calls: Sequence[Call],
+    *,
+    timeout: float = 10.0,
+    memory_mb: int = 1024,
+    max_processes: int = 64,
+    max_file_mb: int = 16,
+    max_output: int = 1 << 20,
+    require_isolation: bool = True,
+) -> ExecutionResult:
+    """Run `code`, call `entry_point` once per `Call`, judge each result here (``trusted=True``)."""
+    if not calls:
+        raise ValueError("run_calls needs at least one call")
+    limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output, require_isolation)
+    return _run_function(code, entry_point, list(calls), None, limits)
 
 
 def run_stdio(
@@ -383,16 +191,18 @@ def run_stdio(
     max_processes: int = 64,
     max_file_mb: int = 16,
     max_output: int = 1 << 20,
+    require_isolation: bool = True,
 ) -> ExecutionResult:
     """Run `code` as a program once per ``(stdin, expected stdout)`` case; pass if every case matches.
 
     Each case gets its own sandbox and its own `timeout`; the run stops at the first failing case.
     Outputs match when equal after stripping trailing whitespace from every line and trailing
     blank lines; the program must also exit with code 0 (``sys.exit()``/``exit()`` are fine).
+    Only stdout counts: stderr over `max_output` is cut, never a failure.
     """
     if not cases:
         raise ValueError("run_stdio needs at least one case")
-    limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output)
+    limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output, require_isolation)
     start = time.monotonic()
     for index, (stdin, expected) in enumerate(cases, 1):
         result = _run_case(code, stdin, expected, limits)
@@ -408,16 +218,25 @@ def run_many(
 ) -> list[ExecutionResult]:
     """Run jobs on a pool of `workers` threads (default: CPU count); results in input order.
 
-    `limits` are the keyword arguments of `run_tests`/`run_stdio`. A job whose sandbox cannot even
-    start yields a ``sandbox_error`` result instead of stopping the others.
+    `limits` are the keyword arguments of `run_tests`/`run_stdio` (``require_isolation`` included).
+    A job whose sandbox cannot even start yields a ``sandbox_error`` result instead of stopping the
+    others; missing isolation raises `SandboxUnavailable` for the whole batch.
     """
-    if any((job.tests is None) == (job.cases is None) for job in jobs):
-        raise ValueError("every Job needs exactly one of `tests` and `cases`")
+    for job in jobs:
+        if sum(x is not None for x in (job.tests, job.cases, job.calls)) != 1:
+            raise ValueError("every Job needs exactly one of `tests`, `cases` and `calls`")
+        if job.calls is not None and job.entry_point is None:
+            raise ValueError("a Job with `calls` needs its `entry_point`")
     results: list[ExecutionResult | None] = [None] * len(jobs)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         futures = {pool.submit(_run_job, job, limits): i for i, job in enumerate(jobs)}
-        for future in tqdm(as_completed(futures), total=len(jobs), disable=not progress, desc="sandbox"):
-            results[futures[future]] = future.result()
+        try:
+            for future in tqdm(as_completed(futures), total=len(jobs), disable=not progress, desc="sandbox"):
+                results[futures[future]] = future.result()
+        except SandboxUnavailable:
+            for future in futures:
+                future.cancel()
+            raise
     return results  # type: ignore[return-value]
 
 
@@ -430,7 +249,9 @@ def _run_job(job: Job, limits: dict[str, Any]) -> ExecutionResult:
     try:
         if job.cases is not None:
             return run_stdio(job.code, job.cases, **limits)
-        return run_tests(job.code, job.tests, **limits)  # type: ignore[arg-type]
+        if job.calls is not None:
+            return run_calls(job.code, job.entry_point, job.calls, **limits)  # type: ignore[arg-type]
+        return run_tests(job.code, job.tests, entry_point=job.entry_point, **limits)  # type: ignore[arg-type]
     except OSError as exc:  # could not start a process, pipes, temp dirs...
         return ExecutionResult(
             passed=False, status="sandbox_error", reason=f"{type(exc).__name__}: {exc}",
@@ -438,92 +259,241 @@ def _run_job(job: Job, limits: dict[str, Any]) -> ExecutionResult:
         )
 
 
+class _CallJudge:
+    """Checks the call records of a report as they arrive: one per call, in order, nothing else."""
+
+    def __init__(self, calls: Sequence[Call]) -> None:
+        self.calls = calls
+        self.matched = 0
+        self.failure: str | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.failure is not None
+
+    def feed(self, record: dict[str, Any]) -> None:
+        if self.failure is not None:
+            return
+        index, total = self.matched, len(self.calls)
+        if record.get("seq") != index or index >= total or not ({"value"} == record.keys() - {"seq"}
+                                                                   or {"raised"} == record.keys() - {"seq"}):
+            self.failure = "malformed report from the sandbox (records out of order or extra)"
+            return
+        call = self.calls[index]
+        where = f"call {index + 1}/{total}: {call.describe()}"
+        if "raised" in record:
+            self.failure = f"{where}: raised {str(record['raised'])[:300]}"
+            return
+        try:
+            value = decode_value(record["value"])
+        except (ValueError, RecursionError):
+            self.failure = f"{where}: malformed result"
+            return
+        if not call.judge(value):
+            self.failure = f"{where}: returned {_short(value)}"
+            return
+        self.matched += 1
+
+    def malformed(self) -> None:
+        if self.failure is None:
+            self.failure = "malformed report from the sandbox (a line that is not a record)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _run_function(
+    code: str, entry_point: str | None, calls: list[Call], residual: str | None, limits: _Limits
+) -> ExecutionResult:
+    nonce = secrets.token_hex(16) if residual is not None else None
+    payload = {"mode": "function", "code": code, "entry_point": entry_point,
+               "calls": [c.payload() for c in calls] if calls else None, "tests": residual}
+    judge = _CallJudge(calls)
+    raw, sandbox = _execute(payload, None, limits, nonce, judge)
+    flags = _flags(sandbox, raw)
+    trusted = residual is None
+    if sandbox is None:
+        return _result(raw, "sandbox_error", _sandbox_error(raw), flags)
+    if judge.failure is not None:
+        return _result(raw, "failed", judge.failure, flags, trusted)
+    if raw.exit_code is None:
+        return _result(raw, "timeout", f"timed out after {limits.timeout:.1f} s", flags, trusted)
+    all_calls = judge.matched == len(calls)
+    nonce_ok = nonce is None or {"event": "passed", "nonce": nonce} in raw.events
+    if raw.exit_code == 0 and all_calls and nonce_ok:
+        reason = "all calls returned the expected results" if trusted else "all tests passed"
+        return _result(raw, "passed", reason, flags, trusted)
+    error = _last(raw.events, "error")
+    if raw.oom or (error is not None and error.get("type") == "MemoryError"):
+        return _result(raw, "killed", f"memory limit ({limits.memory_mb} MB)", flags, trusted)
+    if error is not None:
+        status: Status = "error" if error.get("phase") == "code" else "failed"
+        return _result(raw, status, str(error.get("error")), flags, trusted)
+    if (signal_reason := _signal_reason(raw.exit_code)) is not None:
+        return _result(raw, "killed", signal_reason, flags, trusted)
+    phase = (_last(raw.events, "phase") or {}).get("phase", "code")
+    when = "before the tests ran" if phase == "code" else "before the tests finished"
+    status = "error" if phase == "code" else "failed"
+    return _result(raw, status, f"exited with code {raw.exit_code} {when}", flags, trusted)
+
+
 def _run_case(code: str, stdin: str, expected: str, limits: _Limits) -> ExecutionResult:
     with tempfile.TemporaryFile() as stdin_file:
         stdin_file.write(stdin.encode())
         stdin_file.seek(0)
-        raw, sandbox = _execute({"code": code, "tests": None}, stdin_file, limits, None)
-    flags = _flags(sandbox)
+        payload = {"mode": "program", "code": code, "entry_point": None, "calls": None, "tests": None}
+        raw, sandbox = _execute(payload, stdin_file, limits, None, None)
+    flags = _flags(sandbox, raw)
     if sandbox is None:
         return _result(raw, "sandbox_error", _sandbox_error(raw), flags)
     if raw.exit_code is None:
-        return _result(raw, "timeout", f"timed out after {limits.timeout:.1f} s", flags)
+        return _result(raw, "timeout", f"timed out after {limits.timeout:.1f} s", flags, True)
     error = _last(raw.events, "error")
-    if error is not None and error.get("type") == "MemoryError":
-        return _result(raw, "killed", f"memory limit ({limits.memory_mb} MB)", flags)
+    if raw.oom or (error is not None and error.get("type") == "MemoryError"):
+        return _result(raw, "killed", f"memory limit ({limits.memory_mb} MB)", flags, True)
     if error is not None:
-        return _result(raw, "error", str(error.get("error")), flags)
+        return _result(raw, "error", str(error.get("error")), flags, True)
     if (signal_reason := _signal_reason(raw.exit_code)) is not None:
-        return _result(raw, "killed", signal_reason, flags)
+        return _result(raw, "killed", signal_reason, flags, True)
     if raw.exit_code != 0:
-        return _result(raw, "error", f"exited with code {raw.exit_code}", flags)
-    if raw.truncated:
-        return _result(raw, "failed", f"output over {limits.max_output} bytes", flags)
+        return _result(raw, "error", f"exited with code {raw.exit_code}", flags, True)
+    if raw.stdout_truncated:
+        return _result(raw, "failed", f"output over {limits.max_output} bytes", flags, True)
     if normalize_output(raw.stdout.decode("utf-8", "replace")) != normalize_output(expected):
-        return _result(raw, "failed", "wrong answer", flags)
-    return _result(raw, "passed", "all cases passed", flags)
+        return _result(raw, "failed", "wrong answer", flags, True)
+    return _result(raw, "passed", "all cases passed", flags, True)
+
+
+class _UidSlots:
+    """Throwaway uids, one per live run: a slot is ours while we hold its lock file (flock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[int] = set()
+
+    def acquire(self) -> tuple[int, int]:
+        """(uid, lock fd) of the lowest free slot; release with `release`."""
+        os.makedirs(_UID_LOCKS, mode=0o700, exist_ok=True)
+        slot = 0
+        while True:
+            with self._lock:
+                while slot in self._held:
+                    slot += 1
+                self._held.add(slot)
+            fd = os.open(os.path.join(_UID_LOCKS, str(slot)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return _UID_BASE + slot, fd
+            except BlockingIOError:  # another process's run holds it
+                os.close(fd)
+                slot += 1
+                with self._lock:
+                    self._held.discard(slot - 1)
+
+    def release(self, uid: int, fd: int) -> None:
+        os.close(fd)
+        with self._lock:
+            self._held.discard(uid - _UID_BASE)
+
+
+_UIDS = _UidSlots()
+
+
+def _hidden_paths() -> list[str]:
+    """Host directories covered inside the sandbox: this package (its data) and all site-packages."""
+    paths = {str(Path(__file__).resolve().parent), *site.getsitepackages(), site.getusersitepackages()}
+    return sorted(p for p in paths if os.path.isdir(p))
 
 
 def _execute(
-    payload: dict[str, Any], stdin: IO[bytes] | None, limits: _Limits, nonce: str | None
+    payload: dict[str, Any], stdin: IO[bytes] | None, limits: _Limits, nonce: str | None,
+    judge: _CallJudge | None,
 ) -> tuple[_Raw, dict[str, Any] | None]:
-    """Start the sandbox, feed it, collect its output until it ends or the deadline; clean up.
+    """Start the sandbox, feed it, collect its output until it ends, the deadline, or a wrong result.
 
     Returns what was seen and the sandbox's own first report (None if it never got that far).
+    Raises `SandboxUnavailable` when isolation is required and missing.
     """
-    uid = _UID_BASE + secrets.randbelow(_UID_SPAN)
+    root = os.geteuid() == 0
+    uid, uid_lock = _UIDS.acquire() if root else (-1, -1)
     workdir = tempfile.mkdtemp(prefix="codescaler-sandbox-")
-    ctl_r, ctl_w = os.pipe()
-    rep_r, rep_w = os.pipe()
+    cgroup = RunCgroup(os.path.basename(workdir), limits.memory_mb << 20, limits.max_processes)
+    fds: dict[str, int] = {}
+    namespaced = False
     try:
+        fds["ctl_r"], fds["ctl_w"] = os.pipe()
+        fds["rep_r"], fds["rep_w"] = os.pipe()
+        fds["st_r"], fds["st_w"] = os.pipe()
         with open(os.path.join(workdir, "payload.json"), "w", encoding="utf-8") as f:
             json.dump(payload, f)
         config = {
-            "ctl": ctl_r, "rep": rep_w, "uid": uid, "timeout": limits.timeout,
-            "memory_mb": limits.memory_mb, "file_mb": limits.max_file_mb, "nproc": limits.max_processes,
+            "ctl": fds["ctl_r"], "rep": fds["rep_w"], "status": fds["st_w"], "uid": uid,
+            "timeout": limits.timeout, "memory_mb": limits.memory_mb, "file_mb": limits.max_file_mb,
+            "nproc": limits.max_processes, "cgroups": cgroup.procs, "hide": _hidden_paths(),
+            "require": limits.require_isolation,
         }
         start = time.monotonic()
         with subprocess.Popen(
             [sys.executable, "-S", "-B", "-c", _CHILD, json.dumps(config)],
             cwd=workdir, env=_environment(workdir), stdin=stdin or subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(ctl_r, rep_w), start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fds["ctl_r"], fds["rep_w"], fds["st_w"]),
+            start_new_session=True,
         ) as proc:
-            for fd in (ctl_r, rep_w):
-                os.close(fd)
-            ctl_r = rep_w = -1
-            os.write(ctl_w, (nonce or "").encode())  # fits the pipe buffer; read only after the tests
-            os.close(ctl_w)
-            ctl_w = -1
+            for name in ("ctl_r", "rep_w", "st_w"):
+                os.close(fds.pop(name))
+            os.write(fds["ctl_w"], (nonce or "").encode())  # fits the pipe buffer; read only after the tests
+            os.close(fds.pop("ctl_w"))
             try:
-                raw = _collect(proc, rep_r, start, limits)
+                raw = _collect(proc, fds["rep_r"], fds["st_r"], start, limits, judge)
             finally:
                 _kill_group(proc)
+        raw.oom = cgroup.oom_killed()
+        raw.memory_limit = "cgroup" if cgroup.kind is not None else "rlimit"
         first = raw.events[0] if raw.events else {}
         sandbox = first if first.get("event") == "sandbox" else None
-        if sandbox is not None and sandbox.get("user") and not sandbox.get("namespaced"):
-            _kill_uid(uid)  # no PID namespace: also end what left the process group
+        namespaced = bool(sandbox and sandbox.get("namespaced"))
+        if sandbox is None and limits.require_isolation:
+            unavailable = next((e for e in raw.events if e.get("event") == "sandbox_error" and e.get("missing")), None)
+            if unavailable is not None:
+                raise SandboxUnavailable(
+                    f"sandbox isolation unavailable: {unavailable.get('error')} "
+                    "(pass require_isolation=False to run with what this host allows)"
+                )
         return raw, sandbox
     finally:
-        for fd in (ctl_r, ctl_w, rep_r, rep_w):
-            if fd >= 0:
-                os.close(fd)
+        cgroup.remove()
+        if root:
+            if not namespaced and cgroup.kind is None:
+                _kill_uid(uid)  # nothing else ends what left the process group
+            _UIDS.release(uid, uid_lock)
+        for fd in fds.values():
+            os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _collect(proc: subprocess.Popen[bytes], rep_r: int, start: float, limits: _Limits) -> _Raw:
-    """Read stdout, stderr and the report pipe (each capped) until the process ends or time runs out."""
+def _collect(
+    proc: subprocess.Popen[bytes], rep_r: int, st_r: int, start: float, limits: _Limits,
+    judge: _CallJudge | None,
+) -> _Raw:
+    """Read stdout, stderr, the report and the status pipe (each capped) until the process ends,
+    time runs out or `judge` has found a wrong result."""
     assert proc.stdout is not None and proc.stderr is not None
     out, err = proc.stdout.fileno(), proc.stderr.fileno()
-    caps = {out: limits.max_output, err: limits.max_output, rep_r: _REPORT_CAP}
+    caps = {out: limits.max_output, err: limits.max_output, rep_r: _REPORT_CAP, st_r: 64}
     data = {fd: bytearray() for fd in caps}
-    truncated = False
+    over = dict.fromkeys(caps, False)
+    report = _ReportReader(judge)
     deadline = start + limits.timeout
     exited_at: float | None = None
+    stopped = False
     with selectors.DefaultSelector() as selector:
         for fd in caps:
             selector.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
-            if exited_at is None and _has_exited(proc):
+            if exited_at is None and (_has_exited(proc) or (judge is not None and judge.decided)):
+                stopped = not _has_exited(proc)
                 exited_at = time.monotonic()
                 _kill_group(proc)  # leftovers that may hold our pipes open
             if exited_at is not None and (not selector.get_map() or time.monotonic() - exited_at > 1.0):
@@ -534,28 +504,52 @@ def _collect(proc: subprocess.Popen[bytes], rep_r: int, start: float, limits: _L
                     selector.unregister(key.fd)
                     continue
                 room = max(caps[key.fd] - len(data[key.fd]), 0)
-                truncated |= len(chunk) > room and key.fd != rep_r
+                over[key.fd] |= len(chunk) > room
                 data[key.fd] += chunk[:room]  # past the cap: keep draining, keep nothing
+                if key.fd == rep_r:
+                    report.feed(chunk[:room])
     timed_out = exited_at is None
     _kill_group(proc)
     exit_code = proc.wait()
+    report.close(over[rep_r])
+    status = bytes(data[st_r]).strip()
+    if status.isdigit():  # the namespace's init saw the candidate end: its real wait status
+        exit_code = os.waitstatus_to_exitcode(int(status))
     return _Raw(
-        bytes(data[out]), bytes(data[err]), _parse_events(bytes(data[rep_r])),
-        None if timed_out else exit_code, truncated, time.monotonic() - start,
+        stdout=bytes(data[out]), stderr=bytes(data[err]), events=report.events,
+        exit_code=None if timed_out or (stopped and not status.isdigit()) else exit_code,
+        stdout_truncated=over[out], stderr_truncated=over[err], duration=time.monotonic() - start,
     )
 
 
-def _parse_events(report: bytes) -> list[dict[str, Any]]:
-    """The JSON objects of the report pipe, one per line (anything else is skipped)."""
-    events = []
-    for line in report.splitlines():
+class _ReportReader:
+    """Splits the report stream into lines: events (``{"event": ...}``) and call records (to `judge`)."""
+
+    def __init__(self, judge: _CallJudge | None) -> None:
+        self.judge = judge
+        self.events: list[dict[str, Any]] = []
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        for line in lines:
+            self._line(line)
+
+    def close(self, overflowed: bool) -> None:
+        if self._pending or overflowed:
+            self._line(self._pending, malformed=True)
+
+    def _line(self, line: bytes, malformed: bool = False) -> None:
         try:
-            event = json.loads(line)
+            record = None if malformed else json.loads(line)
         except (ValueError, RecursionError):
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("event"), str):
+            self.events.append(record)
+        elif self.judge is not None and isinstance(record, dict) and "seq" in record:
+            self.judge.feed(record)
+        elif self.judge is not None and self.judge.calls:
+            self.judge.malformed()
 
 
 def _has_exited(proc: subprocess.Popen[bytes]) -> bool:
@@ -611,7 +605,7 @@ def _environment(workdir: str) -> dict[str, str]:
     }
 
 
-def _flags(sandbox: dict[str, Any] | None) -> dict[str, bool]:
+def _flags(sandbox: dict[str, Any] | None, raw: _Raw) -> dict[str, Any]:
     sandbox = sandbox or {}
     namespaced = sandbox.get("namespaced") is True
     return {
@@ -619,6 +613,7 @@ def _flags(sandbox: dict[str, Any] | None) -> dict[str, bool]:
         "pid_isolated": namespaced,
         "fs_isolated": sandbox.get("fs") is True,
         "user_isolated": sandbox.get("user") is True,
+        "memory_limit": raw.memory_limit,
     }
 
 
@@ -628,14 +623,13 @@ def _last(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 
 
 def _signal_reason(exit_code: int | None) -> str | None:
-    """Why a process died from a signal (negative code, or 128 + signal from the namespace's init)."""
-    if exit_code is None or not (exit_code < 0 or 128 < exit_code < 128 + 65):
+    """Why a process died from a signal (a negative exit code: the OS said it was signalled)."""
+    if exit_code is None or exit_code >= 0:
         return None
-    number = -exit_code if exit_code < 0 else exit_code - 128
     try:
-        sig = signal.Signals(number)
+        sig = signal.Signals(-exit_code)
     except ValueError:
-        return f"killed by signal {number}"
+        return f"killed by signal {-exit_code}"
     return _SIGNAL_REASONS.get(sig, f"killed by {sig.name}")
 
 
@@ -647,7 +641,7 @@ def _sandbox_error(raw: _Raw) -> str:
     return tail[-1] if tail else f"sandbox did not start (exit code {raw.exit_code})"
 
 
-def _result(raw: _Raw, status: Status, reason: str, flags: dict[str, bool]) -> ExecutionResult:
+def _result(raw: _Raw, status: Status, reason: str, flags: dict[str, Any], trusted: bool = False) -> ExecutionResult:
     return ExecutionResult(
         passed=status == "passed",
         status=status,
@@ -656,6 +650,7 @@ def _result(raw: _Raw, status: Status, reason: str, flags: dict[str, bool]) -> E
         stdout=raw.stdout.decode("utf-8", "replace"),
         stderr=raw.stderr.decode("utf-8", "replace"),
         exit_code=raw.exit_code,
-        truncated=raw.truncated,
+        truncated=raw.stdout_truncated or raw.stderr_truncated,
+        trusted=trusted,
         **flags,
     )
