@@ -599,6 +599,40 @@ THINK_CASES = [
     ),
 ]
 
+SPLIT_THINK = src("""
+    def final_answer(text):
+        return text.split("</think>")[-1].strip()
+""")
+THINK_CASES += [
+    # issue 11 item 3: a </think> inside code is code; reasoning is only stripped when it cannot be code
+    case("think-close-in-code-lenient", f"Use this:\n```python\n{SPLIT_THINK}\n```", code=SPLIT_THINK, valid=True),
+    case(
+        "think-close-in-code-strict", f"Use this:\n```python\n{SPLIT_THINK}\n```", mode="strict", code=SPLIT_THINK
+    ),
+    case("think-close-in-code-paper", f"```python\n{SPLIT_THINK}\n```", mode="paper", code=SPLIT_THINK, valid=True),
+    case(
+        "think-stray-close-before-fence",
+        f"I will use a dict. </think> {answer(PY, 'python')}",
+        mode="strict",
+        code=PY,
+        valid=True,
+    ),
+    case(
+        "think-leading-then-close-in-code",
+        f"<think>plan</think>\n```python\n{SPLIT_THINK}\n```",
+        mode="strict",
+        code=SPLIT_THINK,
+        valid=True,
+    ),
+    case(
+        "think-in-the-middle-after-a-fence-is-kept",
+        f"```python\n{PY}\n```\nLater <think>maybe</think> more.",
+        mode="strict",
+        code=PY,
+        valid=True,
+    ),
+]
+
 UNFENCED_CASES = [
     case(
         "prose-only",
