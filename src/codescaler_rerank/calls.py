@@ -141,6 +141,30 @@ def calls_from_asserts(tests: str, entry_point: str) -> CallTests:
     return CallTests(calls, ast.unparse(tree) + "\n")
 
 
+def guess_entry_point(tests: str) -> str | None:
+    """The function `tests` checks: ``NAME`` of HumanEval's closing ``check(NAME)``, else the one name
+    that every module-level assertion calls (MBPP); None when there is no such name or no parse."""
+    try:
+        tree = ast.parse(tests)
+    except SyntaxError:
+        return None
+    checked = {
+        s.value.args[0].id for s in tree.body
+        if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
+        and len(s.value.args) == 1 and isinstance(s.value.args[0], ast.Name) and not s.value.keywords
+        and any(isinstance(d, ast.FunctionDef) and d.name == s.value.func.id for d in tree.body)
+    }
+    if len(checked) == 1:
+        return checked.pop()
+    defined = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    defined |= {s.name for s in ast.walk(tree) if isinstance(s, (ast.FunctionDef, ast.ClassDef))}
+    called = {
+        n.func.id for stmt in tree.body if isinstance(stmt, ast.Assert) for n in ast.walk(stmt.test)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    } - defined - {"abs", "set", "sorted", "len", "isinstance", "round", "list", "tuple"}
+    return called.pop() if len(called) == 1 else None
+
+
 def _checker_names(tree: ast.Module, entry_point: str) -> set[str]:
     """Names of one-parameter module functions that the module calls exactly once, on `entry_point`."""
     defined = {

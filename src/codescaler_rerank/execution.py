@@ -57,7 +57,7 @@ from typing import IO, Any, Literal, NamedTuple, Sequence
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from .calls import Call, calls_from_asserts, decode_value
+from .calls import Call, calls_from_asserts, decode_value, guess_entry_point
 from .cgroups import RunCgroup
 
 Status = Literal["passed", "failed", "timeout", "error", "killed", "sandbox_error"]
@@ -147,14 +147,15 @@ def run_tests(
 ) -> ExecutionResult:
     """Run `code`, then `tests` (Python source whose assertions run after it) in one sandbox.
 
-    With `entry_point`, assertions that call it on literals are judged here (`calls_from_asserts`);
-    the verdict is ``trusted`` when nothing else is left of `tests`, else the rest runs after the
-    calls, as before. HumanEval-style callers append the checker's call themselves:
+    Assertions that call `entry_point` (default: `guess_entry_point`) on literals are judged here
+    (`calls_from_asserts`); the verdict is ``trusted`` when nothing else is left of `tests`, else
+    the rest runs after the calls, in the sandbox, as before. HumanEval-style callers append the checker's call themselves:
     ``tests + f"\\ncheck({entry_point})\\n"``.
     """
     limits = _Limits(timeout, memory_mb, max_processes, max_file_mb, max_output, require_isolation)
     calls: list[Call] = []
     residual: str | None = tests
+    entry_point = entry_point or guess_entry_point(tests)
     if entry_point is not None:
         try:
             calls, residual = calls_from_asserts(tests, entry_point)
@@ -419,7 +420,8 @@ def _execute(
     root = os.geteuid() == 0
     uid, uid_lock = _UIDS.acquire() if root else (-1, -1)
     workdir = tempfile.mkdtemp(prefix="codescaler-sandbox-")
-    cgroup = RunCgroup(os.path.basename(workdir), limits.memory_mb << 20, limits.max_processes)
+    cgroup = RunCgroup(f"codescaler-{os.getpid()}-{os.path.basename(workdir)}", limits.memory_mb << 20,
+                       limits.max_processes)
     fds: dict[str, int] = {}
     namespaced = False
     try:

@@ -86,7 +86,8 @@ def minimal_root(new_root):
 
     `new_root` (our empty working directory) gets a tmpfs with read-only binds of `HOST_DIRS` and of
     the interpreter's `sys.path` directories, a few device nodes, empty tmpfs over the paths in
-    ``cfg["hide"]`` (the package's data, site-packages), then its own /proc, /tmp and /dev/shm.
+    ``cfg["hide"]`` (this package, the caller's site-packages) and over the interpreter's own
+    site-packages, then its own /proc, /tmp and /dev/shm.
     """
     mount(None, "/", flags=MS_REC | MS_PRIVATE)  # nothing below propagates to the host
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
@@ -98,7 +99,8 @@ def minimal_root(new_root):
         elif os.path.isdir(path) and not os.path.exists(inside(path)):
             os.makedirs(inside(path))
             mount(path, inside(path), flags=MS_BIND | MS_REC)
-    for path in cfg["hide"]:
+    stdlib_packages = [os.path.join(p, name) for p in sys.path for name in ("site-packages", "dist-packages")]
+    for path in cfg["hide"] + stdlib_packages:
         if os.path.isdir(inside(path)):
             mount("tmpfs", inside(path), "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
     for name in ("proc", "tmp", "dev/shm", "run", "var/tmp"):
@@ -238,9 +240,8 @@ def candidate_scope(code, name):
     return scope, pristine
 
 
-def run_calls(scope, entry_point, calls):
+def run_calls(scope, entry_point, calls, literal_eval):
     """Call the entry point once per call; report each result (or what it raised) as plain data."""
-    from ast import literal_eval
     function = scope.get(entry_point)
     if not callable(function):
         fail(NameError(f"the code defines no function {entry_point!r}"), "code")
@@ -297,9 +298,10 @@ def candidate(payload, fs):
     emit(event="sandbox", namespaced=cfg["namespaced"], fs=fs, user=user)
     if payload["mode"] == "program":
         run_program(payload["code"])
+    from ast import literal_eval  # before the candidate's code, which may use up every fd
     scope, pristine = candidate_scope(payload["code"], "__candidate__")
     if payload["calls"] is not None:
-        run_calls(scope, payload["entry_point"], payload["calls"])
+        run_calls(scope, payload["entry_point"], payload["calls"], literal_eval)
     if payload["tests"] is not None:
         run_tests(scope, pristine, payload["tests"])
     _exit(0)
