@@ -82,8 +82,8 @@ class Problem(BaseModel):
         """The sandbox job that checks `code` against this problem's tests."""
         if self.prelude:
             code = f"{self.prelude}\n{code}"
-        if self.tests is not None:
-            return Job(code, tests=self.tests)
+        if self.tests is not None:  # assertions on the entry point are judged outside the sandbox
+            return Job(code, tests=self.tests, entry_point=self.entry_point)
         if self.stdio_tests:
             return Job(code, cases=self.stdio_tests)
         raise ValueError(f"problem {self.problem_id!r} has no tests")
