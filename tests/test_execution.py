@@ -16,6 +16,8 @@ import uuid
 
 import pytest
 
+from processes import live_processes
+
 from codescaler_rerank.calls import Call
 from codescaler_rerank.execution import Job, normalize_output, run_calls, run_many, run_stdio, run_tests
 
@@ -33,21 +35,6 @@ def named(code: str) -> tuple[str, str]:
     """`code` prefixed with naming its process (and so its children) something unique; that name."""
     name = f"csr{uuid.uuid4().hex[:12]}"
     return f"import ctypes\nctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)\n{code}", name
-
-
-def live_processes(name: str) -> list[int]:
-    """Processes called `name` that are not zombies."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-        if comm == name and state != "Z":
-            pids.append(int(pid))
-    return pids
 
 
 def test_pass(isolation):
@@ -392,20 +379,25 @@ def test_unix_socket_outside_the_workdir_is_unreachable(isolation):
 
 # Issue 10 item 4: RLIMIT_AS is per process; 8 forked children used to hold 8 x the limit together.
 def test_memory_limit_holds_across_forks():
-    code = (
+    code = (  # prints how many children hold their 150 MB at the same time
         "import os, time\n"
         "r, w = os.pipe()\n"
+        "children = []\n"
         "for _ in range(8):\n"
-        "    if os.fork() == 0:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
         "        block = b'x' * (150 << 20)  # touched, so it is charged\n"
         "        os.write(w, b'+')\n"
         "        time.sleep(30)\n"
+        "    children.append(pid)\n"
         "time.sleep(3)\n"
         "os.set_blocking(r, False)\n"
         "try:\n"
-        "    print(len(os.read(r, 64)))\n"
+        "    got = len(os.read(r, 64))\n"
         "except BlockingIOError:\n"
-        "    print(0)\n"
+        "    got = 0\n"
+        "alive = sum(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in children)\n"
+        "print(min(got, alive), flush=True)\n"
     )
     result = run_stdio(code, [("", "")], memory_mb=512, timeout=8)
     if result.memory_limit != "cgroup":
@@ -525,3 +517,34 @@ def test_nothing_is_left_behind(isolation, tmp_path, monkeypatch):
             ours = f"codescaler-{os.getpid()}-"
             left = [p for p in os.listdir(mount + own.get(hierarchy, "/")) if p.startswith(ours)]
             assert left == [], (hierarchy, left)
+
+
+def test_bundled_humaneval_converts_to_calls():
+    from codescaler_rerank.calls import calls_from_asserts
+    from codescaler_rerank.datasets import load_bundled
+
+    converted = [calls_from_asserts(p.tests, p.entry_point) for p in load_bundled("humaneval")]  # type: ignore[arg-type]
+    assert sum(c.residual is None for c in converted) == 156
+    assert sum(len(c.calls) for c in converted) > 1000
+
+
+def test_partly_converted_tests_run_the_rest_in_the_sandbox():
+    from codescaler_rerank.calls import calls_from_asserts
+
+    tests = "def check(candidate):\n    assert candidate(2) == 4\n    for x in range(3):\n        assert candidate(x) == x * x\n\ncheck(square)\n"
+    calls, residual = calls_from_asserts(tests, "square")
+    assert [c.args for c in calls] == [(2,)] and "pass" in residual and "for x in range(3)" in residual
+    result = run_tests(SQUARE, tests)
+    assert result.passed and not result.trusted
+    result = run_tests("def square(x):\n    return 4\n", tests)  # right on the call, wrong in the loop
+    assert result.status == "failed" and result.reason.startswith("AssertionError") and not result.trusted
+
+
+@pytest.mark.slow
+def test_canonical_humaneval_solutions_pass_as_calls():
+    from codescaler_rerank.datasets import load_bundled
+
+    problems = load_bundled("humaneval")
+    results = run_many([p.job(p.candidates[0]) for p in problems], workers=2)
+    assert [p.problem_id for p, r in zip(problems, results) if not r.passed] == []
+    assert sum(r.trusted for r in results) == 156

@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import pytest
 
+from processes import live_processes
+
 from codescaler_rerank.datasets import bundled_path
 from codescaler_rerank.execution import ExecutionResult, Job, run_many
 
@@ -150,19 +152,6 @@ CASES = [
 
 def named(code: str) -> str:
     return f"import ctypes\nctypes.CDLL(None).prctl(15, b'{TAG}', 0, 0, 0)\n{code}"
-
-
-def live_processes(name: str) -> list[int]:
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] == name and stat[stat.rindex(")") + 2] != "Z":
-            pids.append(int(pid))
-    return pids
 
 
 @pytest.fixture(scope="module")
