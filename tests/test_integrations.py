@@ -19,7 +19,7 @@ ANSWERS = {
         "```python\ndef add(a, b):\n    return a + b\n```",
         "Just add them.",
         "```python\ndef add(a, b):\n    return a + b\n```",  # a duplicate
-        "```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",  # two blocks: strict says no
+        "```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",  # two blocks: the recipe says no
     ],
     PROMPTS[1]: ["```python\ndef neg(x):\n    return -x\n```", "```python\ndef neg(x)\n    return x\n```"],
 }
@@ -28,10 +28,10 @@ FLAT = [(p, a) for p, answers in ANSWERS.items() for a in answers]
 
 @pytest.fixture(scope="module")
 def expected(tiny_rm):
-    """Shaped rewards from Reranker.select in strict mode, in FLAT order."""
+    """Shaped rewards from Reranker.select with the recipe's settings (paper extraction, exact dedup), in FLAT order."""
     rewards = []
     for prompt, answers in ANSWERS.items():
-        result = Reranker(None, tiny_rm, mode="strict").select(prompt, answers)
+        result = Reranker(None, tiny_rm, mode="paper", dedup="exact").select(prompt, answers)
         by_index = {c.index: c.reward for c in result.candidates}
         rewards += [by_index[i] for i in range(len(answers))]
     return rewards
@@ -150,3 +150,41 @@ def test_rl_adapters_score_comment_variants_separately(tiny_rm, tiny_qwen3_path,
     assert verl == pytest.approx(trl, abs=1e-4) and openrlhf.tolist() == pytest.approx(trl, abs=1e-4)
     inference = {c.index: c for c in Reranker(None, tiny_rm).select(prompt, COMMENTED).candidates}
     assert inference[1].duplicate_of == 0 and inference[1].score == inference[0].score
+
+
+RECIPE_CASES = [
+    "```python\ndef add(a, b):\n    return a + b\n```\n```python\nprint(a",  # a fence cut at max_tokens: one match
+    "~~~python\ndef add(a, b):\n    return a + b\n~~~",  # no ``` block for the recipe's regex
+    "Text ````python\ndef add(a, b):\n    return a + b\n```",  # the regex finds the inner block
+]
+
+
+def test_rl_adapters_default_to_the_recipes_extraction(tiny_rm, tiny_qwen3_path, monkeypatch):
+    """TRL, verl, OpenRLHF, score_responses and GRPO extract as the recipe does (`mode="paper"`), not as strict."""
+    from codescaler_rerank.extraction import extract_code
+    from codescaler_rerank.integrations import openrlhf_reward
+    from codescaler_rerank.integrations.rewards import score_responses, shared_reward_model
+    from codescaler_rerank.integrations.trl import CodeScalerReward
+    from codescaler_rerank.integrations.verl_reward import compute_score_batch
+    from train.grpo import GRPOPipelineConfig
+
+    prompt, n = PROMPTS[0], len(RECIPE_CASES)
+    paper = [extract_code(t, mode="paper") for t in RECIPE_CASES]
+    strict = [extract_code(t, mode="strict") for t in RECIPE_CASES]
+    assert [e.valid for e in paper] == [True, False, True] and [e.valid for e in strict] == [False, True, False]
+    scored = score_responses(tiny_rm, [prompt] * n, RECIPE_CASES)
+    assert [s.extraction for s in scored] == paper
+    rewards = [s.reward for s in scored]
+    assert rewards[0] > 0 and rewards[1] == 0 and rewards[2] > 0
+    assert CodeScalerReward(tiny_rm)([prompt] * n, RECIPE_CASES) == pytest.approx(rewards, abs=1e-5)
+    verl = compute_score_batch(["codegen"] * n, RECIPE_CASES, [None] * n, [{"prompt": prompt}] * n,
+                               reward_model=str(tiny_qwen3_path))
+    monkeypatch.setenv("CODESCALER_RM", str(tiny_qwen3_path))
+    shared_reward_model.cache_clear()
+    openrlhf = openrlhf_reward.reward_func(queries=RECIPE_CASES, prompts=[""] * n, labels=[prompt] * n)["rewards"]
+    shared_reward_model.cache_clear()
+    assert verl == pytest.approx(rewards, abs=1e-4) and openrlhf.tolist() == pytest.approx(rewards, abs=1e-4)
+    config = GRPOPipelineConfig()
+    assert (config.extraction_mode, config.dedup) == ("paper", "exact")
+    with pytest.raises(ValueError, match="paper"):
+        CodeScalerReward(tiny_rm, language="cpp")  # the recipe's rule is Python only: refused at construction

@@ -103,12 +103,15 @@ def test_bad_calls_are_clear_errors(tiny_rm):
 
 
 def test_huge_and_hostile_candidates_do_not_sink_the_batch(tiny_rm):
-    hostile = ["\x00\x01\x02", "```python\n" + "x = 1\n" * 50_000 + "```", "\ud800 lone surrogate", RESPONSES[0]]
+    long = "```python\n" + "x = 1\n" * 5_000 + "```"  # 30 kB: parses, but is longer than the RM's max_length
+    too_long = "```python\n" + "x = 1\n" * 50_000 + "```"  # past the extraction's counted size limit
+    hostile = ["\x00\x01\x02", long, "\ud800 lone surrogate", RESPONSES[0], too_long]
     result = Reranker(reward_model=tiny_rm).select(PROMPT, hostile)
     by_index = {c.index: c for c in result.candidates}
     assert by_index[1].valid and by_index[1].truncated  # scored on its first max_length tokens, and flagged
     assert by_index[3].valid
     assert not by_index[0].valid and not by_index[2].valid
+    assert not by_index[4].valid and by_index[4].reason == "too_long" and by_index[4].score is None
 
 
 def test_zero_completions_is_a_typed_error_naming_the_failures(tiny_rm):

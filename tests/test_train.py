@@ -39,7 +39,7 @@ def test_every_pipeline_has_help_and_its_configs_parse():
     paper = load_config(GRPOPipelineConfig, CONFIGS / "grpo.yaml")
     assert (paper.num_generations, paper.learning_rate, paper.beta, paper.epsilon, paper.epsilon_high) == (
         8, 1e-6, 0.0, 0.2, 0.28)
-    assert (paper.temperature, paper.top_p, paper.top_k, paper.extraction_mode) == (0.6, 0.95, 20, "strict")
+    assert (paper.temperature, paper.top_p, paper.top_k, paper.extraction_mode) == (0.6, 0.95, 20, "paper")
 
 
 def test_curation_labels_real_candidates_and_splits_by_problem(tmp_path):

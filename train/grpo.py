@@ -3,9 +3,9 @@
     python -m train.grpo --config train/configs/grpo_smoke.yaml                   # CPU, tiny models
     accelerate launch --config_file train/configs/accelerate/zero3.yaml -m train.grpo --config train/configs/grpo.yaml
 
-The reward is `codescaler_rerank.integrations.trl.CodeScalerReward` (async by default): strict extraction, packed
+The reward is `codescaler_rerank.integrations.trl.CodeScalerReward` (async by default): the recipe's extraction, packed
 RM scoring, validity-preserving shaping, the same code path as `rerank()`, one RM call per generation batch.
-`reward: hybrid` uses execution instead (1.0 if the strictly extracted program passes the problem's tests, else 0.0)
+`reward: hybrid` uses execution instead (1.0 if the extracted program passes the problem's tests, else 0.0)
 for problems that have tests, and the RM for the others. TRL logs `rewards/<name>/mean` and `/std` per step, and
 the reward function logs `codescaler_valid`, the share of valid extractions (1 - the invalid share).
 """
@@ -40,7 +40,7 @@ class GRPOPipelineConfig:
     reward: str = "codescaler"  # "codescaler" or "hybrid" (execution where a problem has tests)
     async_reward: bool = True
     language: str = "python"
-    extraction_mode: str = "strict"  # the paper's RL rule
+    extraction_mode: str = "paper"  # the released recipe's RL rule; or "strict", "lenient"
     dedup: str = "exact"  # share a score only between identical code (the recipe); "normalized" or "none"
     execution_timeout: float = 10.0  # seconds per sandbox run (hybrid reward)
     num_generations: int = 8

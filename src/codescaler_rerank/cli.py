@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .evaluation import DEFAULT_NS
-from .extraction import SUPPORTED_LANGUAGES, extract_code
+from .extraction import MODES, SUPPORTED_LANGUAGES, extract_code
 from .results import RerankResult
 from .reward_model import DEFAULT_REWARD_MODEL
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract the code from a model response")
     p.add_argument("input", nargs="?", default="-", help="file with the response ('-' for stdin)")
     p.add_argument("--language", default="python", help="target language, or 'auto' to detect from the fence")
-    p.add_argument("--mode", choices=["lenient", "strict", "paper"], default="lenient")
+    p.add_argument("--mode", choices=MODES, default="lenient")
     p.add_argument("--json", action="store_true", help="print the Extraction as JSON")
     p.set_defaults(func=_cmd_extract)
 
@@ -137,7 +137,7 @@ def _add_scoring_args(p: argparse.ArgumentParser, with_json: bool = True) -> Non
         help=f"reward model: name, path, vllm:<model> or http://host:port (default {DEFAULT_REWARD_MODEL})",
     )
     p.add_argument("--language", default="python", help=f"one of {', '.join(SUPPORTED_LANGUAGES)}, or 'auto'")
-    p.add_argument("--mode", choices=["lenient", "strict", "paper"], default="lenient")
+    p.add_argument("--mode", choices=MODES, default="lenient")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--max-length", type=int, default=4096, help="RM input tokens (longer inputs are truncated)")
     if with_json:

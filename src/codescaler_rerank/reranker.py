@@ -7,14 +7,12 @@ import functools
 import time
 from typing import Any, Sequence
 
-from .extraction import canonical_language
+from .extraction import canonical_language, extract_code
 from .generators.base import Completion, GenerationOutput, Generator
 from .pipeline import RewardScorer, ScoredExtraction, dedup_mode, extract_all, score_extractions
 from .results import Candidate, NoCandidatesError, RerankResult, Timings, Usage
 from .reward_model import DEFAULT_REWARD_MODEL
 from .specs import load_generator, load_reward_model
-
-MODES = ("lenient", "strict", "paper")
 
 
 def selection_key(c: Candidate) -> tuple:
@@ -28,6 +26,7 @@ class Reranker:
 
     `generator` and `reward_model` take instances or spec strings (`"litellm:openai/gpt-4o-mini"`,
     `"LARK-Lab/CodeScaler-8B"` or a local path). `sampling` holds default sampling knobs for `rerank`.
+    `mode`: extraction rule, "lenient" (default), "strict" or "paper" (the recipe's, Python only; the RL default).
     `dedup`: "normalized" (default; True) scores programs that differ only in layout or comments once,
     "exact" only identical code, "none" (False) every candidate.
     """
@@ -42,10 +41,7 @@ class Reranker:
         dedup: str | bool = "normalized",
         sampling: dict[str, Any] | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if language is not None and canonical_language(language) is None:
-            raise ValueError(f"unsupported language {language!r}")
+        extract_code("", language=language, mode=mode)  # a bad mode or language fails here, not at the first call
         self.generator = load_generator(generator) if generator is not None else None
         self.reward_model = load_reward_model(reward_model)
         self.language = canonical_language(language) if language else None

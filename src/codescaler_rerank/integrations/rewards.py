@@ -19,12 +19,13 @@ def score_responses(
     responses: Sequence[str],
     *,
     language: str | None = "python",
-    mode: str = "strict",
+    mode: str = "paper",
     dedup: str | bool = "exact",
 ) -> list[ScoredExtraction]:
     """Extract and score each (prompt, response) pair in one reward-model call; responses to one prompt form a group.
 
-    `mode="strict"` (the paper's RL rule) by default: an answer without exactly one parsing code block gets reward 0.
+    `mode="paper"` (the released recipe's rule, Python) by default: an answer without exactly one fenced block whose
+    stripped content parses gets reward 0, and the RM sees the recipe's code string byte for byte.
     `dedup="exact"` by default: only identical code (the same RM input) shares a score, as in the recipe, so code
     that differs in comments or layout is scored on its own; see `pipeline.score_extractions` for the other modes.
     """

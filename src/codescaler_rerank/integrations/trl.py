@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Sequence
 
+from ..extraction import extract_code
 from ..messages import last_text
 from ..pipeline import RewardScorer, dedup_mode
 from ..reward_model import DEFAULT_REWARD_MODEL
@@ -29,7 +30,8 @@ def _text(value: str | Sequence[dict[str, Any]], role: str) -> str:
 class CodeScalerReward:
     """Batched reward: the shaped CodeScaler reward of each completion (0.0 for invalid code), in one RM call.
 
-    `dedup="exact"` (default) shares a score only between identical code strings, as the recipe does.
+    Defaults are the recipe's: `mode="paper"` extraction, and `dedup="exact"` (only identical code strings share
+    a score).
     """
 
     def __init__(
@@ -37,9 +39,10 @@ class CodeScalerReward:
         reward_model: str | RewardScorer = DEFAULT_REWARD_MODEL,
         *,
         language: str | None = "python",
-        mode: str = "strict",
+        mode: str = "paper",
         dedup: str | bool = "exact",
     ) -> None:
+        extract_code("", language=language, mode=mode)  # a bad mode or language fails here, not at the first batch
         self.reward_model = load_reward_model(reward_model)
         self.language = language
         self.mode = mode

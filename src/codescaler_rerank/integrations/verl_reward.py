@@ -32,7 +32,7 @@ def compute_score_batch(
     extra_infos: Sequence[dict[str, Any] | None],
     *,
     reward_model: str | None = None,
-    mode: str = "strict",
+    mode: str = "paper",
     dedup: str | bool = "exact",
     **kwargs: Any,
 ) -> list[float]:
