@@ -34,7 +34,8 @@ class PoolingServer:
 
     `fail_first`: that many POSTs answer `fail_status` before the server works; `delay`: seconds per POST;
     `classes`: values per input; `endpoints`: which POST paths exist (others 404, as on a generator server);
-    `die_after`: after that many POSTs the server goes down as a crashed one would (see `stop`).
+    `die_after`: after that many POSTs the server goes down as a crashed one would (see `stop`);
+    `max_input_tokens`: longer inputs get HTTP 400 (by default `max_model_len`, what `/v1/models` advertises).
     """
 
     def __init__(self, root: str, *, models: tuple[str, ...] = ("rm",), max_model_len: int = 4096) -> None:
@@ -47,6 +48,7 @@ class PoolingServer:
         self.classes = 1
         self.endpoints = {"/classify", "/pooling"}
         self.die_after: int | None = None
+        self.max_input_tokens = max_model_len
         self.dead = False
         self.bodies: list[tuple[str, dict[str, Any]]] = []
         self.max_in_flight = 0
@@ -90,7 +92,7 @@ class PoolingServer:
                 return 404, {"detail": "Not Found"}
             if failing:
                 return self.fail_status, {"error": {"message": "engine overloaded", "type": "x", "code": 503}}
-            if any(len(ids) > self.max_model_len for ids in body["input"]):
+            if any(len(ids) > self.max_input_tokens for ids in body["input"]):
                 return 400, {"error": {"message": "input too long", "type": "BadRequestError", "code": 400}}
             data = []
             for i, ids in enumerate(body["input"]):
