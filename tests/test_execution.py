@@ -446,7 +446,7 @@ def test_throwaway_uids_never_collide_between_concurrent_runs(isolation, tmp_pat
     )
     other = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while held_uid_slots(execution._UID_LOCKS) < 4 and time.monotonic() < deadline:
+    while held_uid_slots(execution._UIDS.directory) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)  # until the other process's four runs are live
     ours = run_many([Job(code.format(0), cases=[("", "")])] * 4, workers=4)
     theirs = other.communicate(timeout=60)[0].split()

@@ -37,6 +37,7 @@ Out of scope: kernel exploits; side channels (timing, CPU load); what is readabl
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -64,7 +65,8 @@ Status = Literal["passed", "failed", "timeout", "error", "killed", "sandbox_erro
 
 _CHILD = (Path(__file__).parent / "sandbox_child.py").read_text(encoding="utf-8")
 _UID_BASE = 1_000_000_000  # throwaway uids used when we run as root: _UID_BASE + slot
-_UID_LOCKS = "/run/codescaler-rerank/uids"  # one lock file per slot in use (flock), across processes
+# One lock file per slot in use (flock), shared by every process of this host: the first of these that can be made.
+_UID_LOCK_DIRS = ("/run/codescaler-rerank/uids", os.path.join(tempfile.gettempdir(), "codescaler-rerank-uids"))
 _REPORT_CAP = 1 << 22
 _SIGNAL_REASONS = {
     signal.SIGKILL: "killed by SIGKILL",
@@ -374,16 +376,25 @@ class _UidSlots:
         self._lock = threading.Lock()
         self._held: set[int] = set()
 
+    @functools.cached_property
+    def directory(self) -> str:
+        for path in _UID_LOCK_DIRS:
+            try:
+                os.makedirs(path, mode=0o700, exist_ok=True)
+                return path
+            except OSError:
+                continue
+        raise OSError(f"no directory for throwaway-uid locks among {', '.join(_UID_LOCK_DIRS)}")
+
     def acquire(self) -> tuple[int, int]:
         """(uid, lock fd) of the lowest free slot; release with `release`."""
-        os.makedirs(_UID_LOCKS, mode=0o700, exist_ok=True)
         slot = 0
         while True:
             with self._lock:
                 while slot in self._held:
                     slot += 1
                 self._held.add(slot)
-            fd = os.open(os.path.join(_UID_LOCKS, str(slot)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(os.path.join(self.directory, str(slot)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return _UID_BASE + slot, fd
@@ -421,7 +432,7 @@ def _execute(
     uid, uid_lock = _UIDS.acquire() if root else (-1, -1)
     workdir = tempfile.mkdtemp(prefix="codescaler-sandbox-")
     cgroup = RunCgroup(f"codescaler-{os.getpid()}-{os.path.basename(workdir)}", limits.memory_mb << 20,
-                       limits.max_processes)
+                       limits.max_processes + 2)  # + the started process and init
     fds: dict[str, int] = {}
     namespaced = False
     try:

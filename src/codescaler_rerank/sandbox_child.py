@@ -140,11 +140,13 @@ def set_limits():
         resource.setrlimit(res, value)
 
 
-def drop_privileges():
+def drop_privileges(fs):
     """As root: become the throwaway uid, keeping the stdlib importable through open dir fds."""
     if not REAL_ROOT:
         return False
     uid = cfg["uid"]
+    if not fs:
+        os.chown(os.getcwd(), uid, uid)  # the host working directory (the private /tmp is 1777)
     moved = {p: f"/proc/self/fd/{os.open(p, os.O_RDONLY | os.O_DIRECTORY)}"
              for p in sys.path if os.path.isdir(p)}
 
@@ -293,7 +295,7 @@ def candidate(payload, fs):
     """The candidate process: limits, uid, capabilities, then its code."""
     os.environ.update(HOME=os.getcwd(), TMPDIR=os.getcwd())
     set_limits()
-    user = drop_privileges()
+    user = drop_privileges(fs)
     drop_capabilities()
     emit(event="sandbox", namespaced=cfg["namespaced"], fs=fs, user=user)
     if payload["mode"] == "program":
