@@ -32,7 +32,7 @@ PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_DUMPABLE, CAPABILITY_VERSION_3 = 24
 HOST_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
-cfg = json.loads(sys.argv[1])
+cfg = {}  # the run's configuration, from argv (see `execution._execute`)
 libc = ctypes.CDLL(None, use_errno=True)
 with open("/proc/self/uid_map") as f:  # root of the initial user namespace, not a rootless container
     REAL_ROOT = os.geteuid() == 0 and f.read().split() == ["0", "0", "4294967295"]
@@ -358,4 +358,6 @@ def main():
     _exit(0)
 
 
-guarded(main)
+if __name__ == "__main__":  # `python -c`; importing this file by mistake runs nothing
+    cfg.update(json.loads(sys.argv[1]))
+    guarded(main)
