@@ -191,10 +191,13 @@ def _head(problem: Any, m: int | None) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import format_demo, run_demo
+    from .demo import print_demo, run_demo
 
     result = run_demo(args.rm, n=args.n, candidates=args.candidates, problems=args.problems)
-    print(json.dumps(result) if args.json else format_demo(result))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_demo(result)
     return 0
 
 

