@@ -548,3 +548,19 @@ def test_canonical_humaneval_solutions_pass_as_calls():
     results = run_many([p.job(p.candidates[0]) for p in problems], workers=2)
     assert [p.problem_id for p, r in zip(problems, results) if not r.passed] == []
     assert sum(r.trusted for r in results) == 156
+
+
+def test_value_comparison_and_decoding_rules():
+    from codescaler_rerank.calls import calls_from_asserts, decode_value, same_value
+
+    assert same_value(2, 2.0) and not same_value(2.0, 2) and not same_value(True, 1) and not same_value(1, True)
+    assert same_value(float("nan"), float("nan")) and not same_value((1, 2), [1, 2])
+    assert same_value({"a": [1.0 + 1e-9]}, {"a": [1.0]}) and not same_value({"a": 1}, {"b": 1})
+    assert decode_value({"tuple": [1, {"set": ["x"]}]}) == (1, {"x"})
+    assert decode_value({"dict": [[{"tuple": [1]}, None]]}) == {(1,): None}
+    for bad in ({"eval": "1"}, {"set": [[1]]}, {"tuple": [], "set": []}, {"complex": [1, "2"]}):
+        with pytest.raises(ValueError):
+            decode_value(bad)
+    tests = "assert f(3 * 19) == [3, 19]\nassert f(2 ** 10 ** 6) == 1\nassert f('a' * 10 ** 9) == 1\n"
+    calls, residual = calls_from_asserts(tests, "f")
+    assert [c.args for c in calls] == [(57,)] and residual is not None  # huge constants stay asserts
