@@ -8,7 +8,7 @@ from .extraction import Extraction, extract_code
 from .generators.base import Completion, GenerationError, GenerationFailure, GenerationOutput, Generator
 from .generators.static import StaticGenerator
 from .reranker import Reranker, rerank
-from .results import Candidate, RerankResult, Timings, Usage
+from .results import Candidate, NoCandidatesError, RerankResult, Timings, Usage
 from .reward_model import RewardModel, RewardModelError
 from .shaping import shape_reward
 
@@ -41,6 +41,7 @@ __all__ = [
     "Generator",
     "LiteLLMGenerator",
     "MissingExtraError",
+    "NoCandidatesError",
     "RemoteRewardModel",
     "RerankResult",
     "Reranker",
