@@ -1,4 +1,4 @@
-"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve, demo."""
+"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve, demo, train."""
 
 from __future__ import annotations
 
@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", type=int, help="use only the first K demo problems")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys include rm, random, oracle)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="training pipelines: curate (preference pairs), rm (reward model), grpo (RL)",
+                       description="Run a train/ pipeline; the options after the pipeline are its own "
+                       "(`--config FILE_OR_BUNDLED_NAME [--set key=value ...]`; `train curate --help` lists them).")
+    p.add_argument("pipeline", choices=["curate", "rm", "grpo"])
+    p.add_argument("options", nargs=argparse.REMAINDER, help="--config FILE_OR_NAME [--set KEY=VALUE ...]")
+    p.add_argument("--list-configs", action="store_true", help="print the bundled config names and exit")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -198,6 +206,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print_demo(result)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train_cli import bundled_configs, run
+
+    if args.list_configs:
+        print("\n".join(bundled_configs()))
+        return 0
+    run(args.pipeline, args.options)
     return 0
 
 
