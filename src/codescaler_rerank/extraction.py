@@ -23,6 +23,7 @@ from tree_sitter_language_pack import get_parser
 from . import _ts_client
 from ._paper import paper_code
 from ._syntax import MAX_BLOCK_COST, Budget, Verdict, cost, utf8
+from .assembly import assemble, code_regions
 
 __all__ = [
     "MAX_BLOCKS",
@@ -110,9 +111,13 @@ def canonical_language(name: str | None) -> str | None:
     return _ALIASES.get(name.strip().lower()) if name else None
 
 
-def extract_code(text: str, language: str | None = "python", mode: str = "lenient") -> Extraction:
+def extract_code(
+    text: str, language: str | None = "python", mode: str = "lenient", entry_point: str | None = None
+) -> Extraction:
     """Extract the program from an LLM response; `mode` is 'paper' (the recipe's rule, Python only),
-    'strict' or 'lenient' (see the README's table)."""
+    'strict' or 'lenient' (see the README's table). In lenient Python extraction, `entry_point` (the
+    function the prompt asks for, see `assembly.detect_entry_point`) picks the block defining it and
+    assembles it with the helpers and imports it uses from every block (`assembly.assemble`)."""
     target = canonical_language(language)
     if language is not None and target is None:
         raise ValueError(f"unsupported language {language!r}; supported: {', '.join(SUPPORTED_LANGUAGES)}")
@@ -131,6 +136,10 @@ def extract_code(text: str, language: str | None = "python", mode: str = "lenien
     blocks = _fenced_blocks(utf8(answer))
     if mode == "strict":
         return _strict(blocks, target, Budget())
+    if entry_point and target == "python" and len(blocks) <= MAX_BLOCKS:
+        python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
+        if (code := assemble(python or code_regions(answer), entry_point)) is not None:
+            return Extraction(code=code, language="python", valid=True, reason="ok")
     return _lenient(blocks, answer, target, Budget())
 
 

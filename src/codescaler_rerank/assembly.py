@@ -1,0 +1,254 @@
+"""Entry-point aware, dependency-aware assembly of a Python answer from the blocks of a response.
+
+`detect_entry_point(prompt)` names the function or class a prompt asks for (a `def`/`class` in its
+code, "write a function `median(xs)`", or the function its example asserts call). `assemble(blocks,
+entry_point)` picks the block that answers (the last one defining the entry point with a real body)
+and keeps, from all blocks, the entry point's definition plus the imports, functions, classes and
+constants it reaches, in source order. Example calls, prints, asserts, `if __name__ == "__main__":`
+blocks and test code are dropped because nothing the entry point needs refers to them. The idea is
+EvalPlus's sanitizer (keep the definitions reachable from the entry point); this one works across
+blocks, resolves free names only, and never keeps a statement that calls the entry point.
+
+Limits are counted, not timed: blocks past `MAX_TOTAL_BYTES` of Python in all are not read.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._syntax import python_tree
+
+__all__ = ["assemble", "code_regions", "detect_entry_point"]
+
+MAX_TOTAL_BYTES = 64 << 10
+_MAX_PROMPT_CHARS = 200_000
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# A top-level `def name(` / `class name` in the prompt's code (HumanEval, MBPP-typed, starter code).
+_PROMPT_DEF = re.compile(rf"^(?:async\s+)?def\s+({_IDENT})\s*\(|^class\s+({_IDENT})\b", re.MULTILINE)
+# "a function `median(xs)`", "function called fib(n)", "a method named `solve`", "def f(".
+_PROSE_DEF = re.compile(
+    rf"\b(?:function|method|def|class)\s+(?:(?:called|named)\s+)?`*({_IDENT})`*\s*(\(|`)", re.IGNORECASE
+)
+# An example the prompt gives: `assert name(...)` (MBPP's test list).
+_ASSERT_CALL = re.compile(rf"\bassert\s+(?:not\s+)?\(?\s*({_IDENT})\s*\(")
+_NOT_ENTRY = frozenset(dir(builtins)) | {"math", "sorted", "set", "round", "abs"}
+# A line that can start a top-level Python statement worth keeping (prose rarely starts like this).
+_CODE_START = re.compile(rf"(?:(?:async\s+)?def|class|import|from|@)\b|{_IDENT}(?:\.{_IDENT})*\s*(?::[^=\n]*)?=[^=]")
+_CODE_CONTINUATION = ("#", ")", "]", "}", " ", "\t")
+_MAX_TRIMS = 8  # trailing lines dropped from a region, one at a time, before it is given up
+
+_DEFINITION = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_IMPORT = (ast.Import, ast.ImportFrom)
+
+
+def detect_entry_point(prompt: str) -> str | None:
+    """The function (or class) the prompt asks for, or None if it names none."""
+    text = prompt[:_MAX_PROMPT_CHARS]
+    defined = [next(filter(None, match.groups())) for match in _PROMPT_DEF.finditer(text)]
+    if defined:
+        return defined[-1]  # HumanEval defines helpers first and the function to write last
+    for pattern in (_PROSE_DEF, _ASSERT_CALL):
+        for match in pattern.finditer(text):
+            if match[1] not in _NOT_ENTRY:
+                return match[1]
+    return None
+
+
+def code_regions(text: str) -> list[str]:
+    """The runs of Python in unfenced text (prose around code, code inside reasoning), each valid.
+
+    A run starts at a line such as `def`, `class`, `import` or `NAME = ...` and goes on over blank,
+    indented and comment lines; up to `_MAX_TRIMS` trailing lines are dropped until it parses. At most
+    `MAX_TOTAL_BYTES` of parsing in all. A run that never parses is retried from its next line."""
+    lines, regions, left, i = text.split("\n"), [], MAX_TOTAL_BYTES, 0
+    while i < len(lines) and left > 0:
+        if not _CODE_START.match(lines[i]):
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and (
+            not lines[end].strip() or lines[end].startswith(_CODE_CONTINUATION) or _CODE_START.match(lines[end])
+        ):
+            end += 1
+        found = False
+        for stop in range(end, max(i, end - _MAX_TRIMS), -1):
+            code = "\n".join(lines[i:stop]).rstrip()
+            left -= len(code)
+            if left < 0:
+                break
+            if found := python_tree(code) is not None:
+                regions.append(code)
+                break
+        i = end if found else i + 1
+    return regions
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One top-level statement of one block: where it is, what it binds and which free names it uses."""
+
+    block: int
+    index: int
+    source: str
+    binds: frozenset[str]
+    uses: frozenset[str]
+    kind: str  # "future", "setup" (kept from the answer block), "import", "definition", "constant", "other"
+    stub: bool = False  # a definition whose body is only `pass`, `...` or a docstring
+
+
+def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
+    """The program answering for `entry_point`, built from the Python `blocks` of one response in order;
+    None if no block defines it (or there is no entry point)."""
+    if not entry_point:
+        return None
+    parsed, left = [], MAX_TOTAL_BYTES
+    for i, code in enumerate(blocks):
+        left -= len(code.encode("utf-8", "replace"))
+        if left < 0:
+            break
+        parsed.append(_statements(i, code))
+    answer = _answer_block(parsed, entry_point)
+    if answer is None:
+        return None
+    pool = [statement for statements in parsed for statement in statements]
+    chosen = _closure(pool, parsed[answer], entry_point)
+    order = ("future", "import")
+    ordered = sorted(chosen, key=lambda s: (order.index(s.kind) if s.kind in order else 2, s.block, s.index))
+    code = "\n\n".join(statement.source for statement in ordered)
+    return code if python_tree(code) is not None else None
+
+
+def _answer_block(parsed: list[list[_Statement]], entry_point: str) -> int | None:
+    """The last block defining `entry_point` with a real body; else the last defining it at all."""
+    defining = [
+        (i, statement)
+        for i, statements in enumerate(parsed)
+        for statement in statements
+        if entry_point in statement.binds and statement.kind == "definition"
+    ]
+    if not defining:
+        return None
+    real = [i for i, statement in defining if not statement.stub]
+    return (real or [i for i, _ in defining])[-1]
+
+
+def _closure(pool: list[_Statement], answer: list[_Statement], entry_point: str) -> set[_Statement]:
+    """The entry point's definition in the answer block plus every statement it reaches by name."""
+    root = next(s for s in reversed(answer) if entry_point in s.binds and s.kind == "definition")
+    chosen = {root} | {s for s in answer if s.kind in ("future", "setup")}
+    pending = list(root.uses)
+    resolved = {entry_point}
+    while pending:
+        name = pending.pop()
+        if name in resolved:
+            continue
+        resolved.add(name)
+        provider = _provider(pool, name, root, entry_point)
+        if provider is not None and provider not in chosen:
+            chosen.add(provider)
+            pending.extend(provider.uses)
+    return chosen
+
+
+def _provider(pool: list[_Statement], name: str, root: _Statement, entry_point: str) -> _Statement | None:
+    """The statement that binds `name` for the answer: the answer block's last one before the root (or
+    after it), else the nearest one in another block, preferring earlier blocks. Statements that run
+    the entry point (examples, tests) never count."""
+    candidates = [s for s in pool if name in s.binds and s.kind != "other" and entry_point not in s.uses]
+
+    def distance(s: _Statement) -> tuple[int, int, int]:
+        if s.block == root.block:
+            return (0, 0 if s.index < root.index else 1, -s.index if s.index < root.index else s.index)
+        before = s.block < root.block
+        return (1, 0 if before else 1, root.block - s.block if before else s.block - root.block)
+
+    return min(candidates, key=distance, default=None)
+
+
+def _statements(block: int, code: str) -> list[_Statement]:
+    """The top-level statements of one block ([] if it does not parse)."""
+    tree = python_tree(code)
+    if tree is None:
+        return []
+    lines = code.split("\n")
+    statements = []
+    for index, node in enumerate(tree.body):
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        source = "\n".join(lines[start - 1 : node.end_lineno]).rstrip()
+        kind, binds = _kind(node)
+        uses = frozenset(_free_names(node))
+        statements.append(_Statement(block, index, source, frozenset(binds), uses, kind, _is_stub(node)))
+    return statements
+
+
+def _kind(node: ast.stmt) -> tuple[str, set[str]]:
+    """What a top-level statement is and the names it binds."""
+    if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+        return "future", set()
+    if isinstance(node, _IMPORT):
+        return "import", {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    if isinstance(node, _DEFINITION):
+        return "definition", {node.name}
+    if _is_recursion_limit(node):
+        return "setup", set()
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+        targets = [node.target]
+    names = {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+    if names and not _calls_print_or_input(node):
+        return "constant", names
+    return "other", set()
+
+
+def _free_names(node: ast.stmt) -> set[str]:
+    """Names a statement reads that it does not bind itself (its parameters and locals are not free)."""
+    loaded, stored = set(), set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Name):
+            (loaded if isinstance(child.ctx, ast.Load) else stored).add(child.id)
+        elif isinstance(child, ast.arg):
+            stored.add(child.arg)
+        elif isinstance(child, _DEFINITION) and child is not node:
+            stored.add(child.name)
+        elif isinstance(child, ast.Global):
+            loaded.update(child.names)
+    return loaded - (stored - _globals(node))
+
+
+def _globals(node: ast.stmt) -> set[str]:
+    return {name for child in ast.walk(node) if isinstance(child, ast.Global) for name in child.names}
+
+
+def _calls_print_or_input(node: ast.stmt) -> bool:
+    """True for statements such as `x = input()` or `r = print(...)`: program I/O, not a constant."""
+    return any(
+        isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and child.func.id in ("print", "input")
+        for child in ast.walk(node)
+    )
+
+
+def _is_recursion_limit(node: ast.stmt) -> bool:
+    """`sys.setrecursionlimit(...)`: setup the answer needs, kept from the answer block."""
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr == "setrecursionlimit"
+    )
+
+
+def _is_stub(node: ast.stmt) -> bool:
+    """True for a function whose body is only `pass`, `...` or docstrings (a signature, not an answer)."""
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    return all(
+        isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+        for stmt in node.body
+    )
