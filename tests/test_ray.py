@@ -131,3 +131,47 @@ def test_run_many_on_ray_tasks_equals_the_local_run(cluster):
     assert [r.status for r in results] == [r.status for r in local]
     with pytest.raises(ValueError, match="exactly one of"):
         run_many([Job("x = 1")])
+
+
+def test_select_jsonl_on_actors_writes_what_one_process_writes(cluster, tiny_qwen3_path, tiny_rm):
+    import io
+    import json
+
+    from codescaler_rerank.integrations.ray import select_jsonl as select_on_ray
+    from codescaler_rerank.jsonl_select import select_jsonl
+    from codescaler_rerank.reranker import Reranker
+
+    lines = [json.dumps({"prompt": f"Write f{i}.", "candidates": [FENCE.format(f"x = {i}"), "no code", FENCE.format(
+        f"def f():\n    return {i}")]}) for i in range(9)]
+    lines[4] = "{not json"
+    data = ("\n".join(lines) + "\n").encode()
+    local, on_ray = io.StringIO(), io.StringIO()
+    assert select_jsonl(Reranker(None, tiny_rm), io.BytesIO(data), local, batch_lines=2) == (9, 1)
+    assert select_on_ray(io.BytesIO(data), on_ray, str(tiny_qwen3_path), actors=2, batch_lines=2) == (9, 1)
+
+    def comparable(text):
+        rows = [json.loads(line) for line in text.splitlines()]
+        for row in rows:
+            if row["result"]:
+                row["result"].pop("timings")
+                for c in [row["result"]["best"], *row["result"]["candidates"]]:
+                    c["score"] = None if c["score"] is None else round(c["score"], 5)
+                    c["reward"] = round(c["reward"], 5)
+        return rows
+
+    assert comparable(on_ray.getvalue()) == comparable(local.getvalue())
+    assert [json.loads(line)["line"] for line in on_ray.getvalue().splitlines()] == list(range(1, 10))
+
+
+@pytest.mark.slow
+def test_cli_select_ray(cluster, tiny_qwen3_path, tmp_path):
+    import json
+
+    from codescaler_rerank.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"prompt": "Write f.", "candidates": ["no code", FENCE.format("x = 1")]}) + "\n")
+    assert main(["select", str(source), "-o", str(tmp_path / "out.jsonl"), "--rm", str(tiny_qwen3_path),
+                 "--ray", "1", "--no-progress"]) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert row["error"] is None and row["result"]["best"]["index"] == 1

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="output JSONL file (default stdout); replaced only when the run completes")
     p.add_argument("--batch-lines", type=int, default=32, help="input lines per reward-model call (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", type=int, metavar="ACTORS",
+                   help="rank the chunks of lines on this many Ray actors, one reward model each (ray extra; "
+                   "connects to $RAY_ADDRESS or starts a local cluster)")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_select)
 
@@ -266,13 +269,21 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     from .jsonl_select import replaced_on_success, select_jsonl
 
-    reranker = _reranker(args)
+    reranker = None if args.ray else _reranker(args)
     source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     size = None if args.input == "-" else os.fstat(source.fileno()).st_size
     sink = contextlib.nullcontext(sys.stdout) if args.output is None else replaced_on_success(args.output)
     bar = tqdm(total=size, unit="B", unit_scale=True, disable=args.no_progress, file=sys.stderr)
     with source, sink as out, bar:
-        rows, errors = select_jsonl(reranker, source, out, batch_lines=args.batch_lines, progress=bar)
+        if args.ray:
+            from .integrations.ray import select_jsonl as select_on_ray
+
+            options = {"device": args.device} if args.device else {}
+            rows, errors = select_on_ray(source, out, args.rm, actors=args.ray, batch_lines=args.batch_lines,
+                                         language=_language(args.language), mode=args.mode, progress=bar,
+                                         max_length=args.max_length, **options)
+        else:
+            rows, errors = select_jsonl(reranker, source, out, batch_lines=args.batch_lines, progress=bar)
     if errors:
         print(f"error: {errors} of {rows} lines could not be ranked (see their 'error' field)", file=sys.stderr)
     return 1 if errors else 0

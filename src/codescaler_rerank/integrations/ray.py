@@ -15,18 +15,22 @@ A local path as `reward_model` must exist on every node. Ray Data keeps row orde
 
 Each batch goes through the library's one reward path (`integrations.rewards.score_responses`: extraction, dedup,
 the RM formatter, shaping), so scores equal the single-process ones. Sandbox labelling across a cluster:
-`run_many(jobs, chunk_size=64)` has the signature and results of `execution.run_many`.
+`run_many(jobs, chunk_size=64)` has the signature and results of `execution.run_many`. `select_jsonl` is the
+CLI's `select` with its chunks of lines ranked on a pool of actors (`codescaler-rerank select --ray K`).
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from typing import Any, Sequence
+from itertools import islice
+from typing import Any, BinaryIO, Sequence, TextIO
 
 from .._deps import require
 from ..execution import ExecutionResult, Job
 from ..execution import run_many as run_many_local
 from ..reward_model import DEFAULT_REWARD_MODEL
+from ..jsonl_select import _dump, _numbered_lines, _rank_chunk
 from .rewards import score_responses
 
 OUTPUT_COLUMNS = ("score", "reward", "valid", "reason", "code", "error")
@@ -165,3 +169,54 @@ def run_many(jobs: Sequence[Job], *, workers: int | None = None, progress: bool 
 
 def _run_chunk(jobs: list[Job], workers: int, limits: dict[str, Any]) -> list[ExecutionResult]:
     return run_many_local(jobs, workers=workers, **limits)
+
+
+class _ChunkRanker:
+    """A Ray actor with one `Reranker`: ranks chunks of JSONL lines exactly as `jsonl_select.select_jsonl` does."""
+
+    def __init__(self, reward_model: Any, language: str | None, mode: str, rm_kwargs: dict[str, Any]) -> None:
+        from ..reranker import Reranker
+        from ..specs import load_reward_model
+
+        self.reranker = Reranker(None, load_reward_model(reward_model, **rm_kwargs), language=language, mode=mode)
+
+    def rank(self, chunk: list[tuple[int, bytes]]) -> list[tuple[str, bool]]:
+        """Each line's output row as JSON, and whether it is an error row."""
+        return [(_dump(row), row["error"] is not None) for row in _rank_chunk(self.reranker, chunk)]
+
+
+def select_jsonl(source: BinaryIO, sink: TextIO, reward_model: Any = DEFAULT_REWARD_MODEL, *, actors: int = 1,
+                 batch_lines: int = 32, language: str | None = "python", mode: str = "lenient", num_gpus: float = 0,
+                 progress: Any = None, **rm_kwargs: Any) -> tuple[int, int]:
+    """`jsonl_select.select_jsonl` on `actors` Ray actors (each loads the reward model once, reserving `num_gpus`):
+    chunks of `batch_lines` lines go to the actors in turn, at most two per actor in flight, and the rows come back
+    in input order. A chunk whose actor dies becomes error rows. Returns (rows, error rows)."""
+    ray = require("ray", "ray")
+    if actors < 1 or batch_lines < 1:
+        raise ValueError("actors and batch_lines must be at least 1")
+    ranker = ray.remote(num_gpus=num_gpus)(_ChunkRanker)
+    pool = [ranker.remote(reward_model, language, mode, rm_kwargs) for _ in range(actors)]
+    pending: collections.deque[tuple[list[tuple[int, bytes]], Any]] = collections.deque()
+    counts = [0, 0]
+
+    def write_oldest() -> None:
+        chunk, ref = pending.popleft()
+        try:
+            lines = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            error = f"ray actor failed: {type(exc).__name__}"
+            lines = [(_dump({"line": number, "input": None, "result": None, "error": error}), True)
+                     for number, _ in chunk]
+        for line, failed in lines:
+            sink.write(line + "\n")
+            counts[0] += 1
+            counts[1] += failed
+
+    lines = _numbered_lines(source, progress)
+    for k, chunk in enumerate(iter(lambda: list(islice(lines, batch_lines)), [])):
+        pending.append((chunk, pool[k % actors].rank.remote(chunk)))
+        if len(pending) >= 2 * actors:
+            write_oldest()
+    while pending:
+        write_oldest()
+    return counts[0], counts[1]
