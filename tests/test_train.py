@@ -141,3 +141,19 @@ def test_hybrid_reward_executes_problems_with_tests_and_scores_the_others(tiny_r
     assert rewards[:3] == [1.0, 0.0, 0.0]
     assert rewards[3] == pytest.approx(CodeScalerReward(tiny_rm)(prompts[3:], completions[3:])[0])
     assert logged["execution_pass"] == pytest.approx(1 / 3) and logged["codescaler_valid"] == 1.0
+
+
+def test_hybrid_reward_does_not_trust_in_sandbox_asserts(tiny_rm):
+    """Tests that cannot become parent-judged calls give a forgeable verdict: those completions get the RM reward."""
+    from codescaler_rerank.datasets import Problem
+    from codescaler_rerank.integrations.trl import CodeScalerReward
+    from train.grpo import HybridReward
+
+    problems = [Problem(problem_id="add", problem="Write add(a, b).", tests="total = add(1, 2)\nassert total == 3\n")]
+    completions = ["```python\ndef add(a, b):\n    return a + b\n```"]
+    logged = {}
+    rewards = HybridReward(tiny_rm, problems)(["Write add(a, b)."], completions, problem_id=["add"],
+                                              log_metric=logged.__setitem__)
+    assert rewards == pytest.approx(CodeScalerReward(tiny_rm)(["Write add(a, b)."], completions))
+    assert rewards[0] != 1.0
+    assert logged["execution_untrusted"] == 1.0 and logged["execution_pass"] == 0.0

@@ -88,10 +88,17 @@ class HybridReward(CodeScalerReward):
         runnable = [i for i in tested if extractions[i].valid]
         results = run_many([self.problems[problem_id[i]].job(extractions[i].code) for i in runnable],
                            timeout=self.timeout)
+        # A verdict that rests on in-sandbox asserts (trusted=False) can be forged: such completions get the RM reward.
+        untrusted = [i for i, result in zip(runnable, results) if not result.trusted]
         for i, result in zip(runnable, results):
             rewards[i] = float(result.passed)
+        if untrusted:
+            scored = super().__call__([prompts[i] for i in untrusted], [completions[i] for i in untrusted])
+            for i, r in zip(untrusted, scored):
+                rewards[i] = r
         if log_metric is not None and tested:
-            log_metric("execution_pass", sum(rewards[i] for i in tested) / len(tested))
+            log_metric("execution_pass", sum(rewards[i] for i in tested if i not in set(untrusted)) / len(tested))
+            log_metric("execution_untrusted", len(untrusted) / len(tested))
         return rewards
 
     @staticmethod
