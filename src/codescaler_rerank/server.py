@@ -199,6 +199,18 @@ class _Metrics:
             self.candidates.labels(str(c.valid).lower(), c.reason).inc()
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read up to `limit` bytes (413 beyond)."""
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise ProxyError(413, f"request body over {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ProxyError(413, f"request body over {limit} bytes")
+    return bytes(raw)
+
+
 class _Proxy:
     """The request handling behind `create_app`."""
 
@@ -222,15 +234,7 @@ class _Proxy:
 
     async def read(self, request: Request) -> dict[str, Any]:
         """The request body, read up to `max_body_bytes`, then `parse`d."""
-        limit = self.config.max_body_bytes
-        if int(request.headers.get("content-length") or 0) > limit:
-            raise ProxyError(413, f"request body over {limit} bytes")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                raise ProxyError(413, f"request body over {limit} bytes")
-        return self.parse(bytes(raw))
+        return self.parse(await read_body(request, self.config.max_body_bytes))
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         """Check the request body; `n` is set to the effective number of samples."""
@@ -350,6 +354,11 @@ def create_app(
 
     app = fastapi.FastAPI(title="codescaler-rerank proxy", lifespan=lifespan)
     app.state.proxy = proxy
+    from .reward_endpoint import reward_router  # OpenRLHF's POST /get_reward, same key and body limit
+
+    app.include_router(
+        reward_router(proxy.scorer, api_key=proxy.config.api_key, max_body_bytes=proxy.config.max_body_bytes)
+    )
 
     @app.exception_handler(ProxyError)
     async def _proxy_error(request: Any, exc: ProxyError) -> Any:
