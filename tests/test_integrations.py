@@ -1,7 +1,7 @@
 """RL reward adapters: same values as rerank(); TRL in a real GRPO run; verl and OpenRLHF called as those frameworks do.
 
-verl and OpenRLHF need GPUs and Ray, so they are not installed: their reward files are called with the arguments
-verl's naive / batch reward managers and OpenRLHF's remote reward-function loader pass.
+verl and OpenRLHF need GPUs and Ray, so they are not installed: their reward files are called directly here;
+test_rl_stacks.py calls them exactly as verl's reward loop and OpenRLHF's reward-function loader do.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import importlib.util
 import pytest
 
 from codescaler_rerank import Reranker
+from rl_cases import reference_rewards
 
 PROMPTS = ["Write a Python function add(a, b).", "Write a Python function neg(x)."]
 ANSWERS = {
@@ -28,13 +29,7 @@ FLAT = [(p, a) for p, answers in ANSWERS.items() for a in answers]
 
 @pytest.fixture(scope="module")
 def expected(tiny_rm):
-    """Shaped rewards from Reranker.select with the recipe's settings (paper extraction, exact dedup), in FLAT order."""
-    rewards = []
-    for prompt, answers in ANSWERS.items():
-        result = Reranker(None, tiny_rm, mode="paper", dedup="exact").select(prompt, answers)
-        by_index = {c.index: c.reward for c in result.candidates}
-        rewards += [by_index[i] for i in range(len(answers))]
-    return rewards
+    return reference_rewards(tiny_rm, ANSWERS)
 
 
 def test_trl_reward_text_conversational_and_async(tiny_rm, expected):
@@ -95,11 +90,11 @@ def test_verl_compute_score(tiny_qwen3_path, expected):
     from codescaler_rerank.integrations.verl_reward import compute_score, compute_score_batch
 
     rm = str(tiny_qwen3_path)
-    single = [compute_score("codegen", a, None, extra_info={"prompt": p}, reward_model=rm) for p, a in FLAT]
-    batch = compute_score_batch(
+    single = [compute_score("codegen", a, None, extra_info={"prompt": p}, reward_model=rm)["score"] for p, a in FLAT]
+    batch = [r["score"] for r in compute_score_batch(
         data_sources=["codegen"] * len(FLAT), solution_strs=[a for _, a in FLAT], ground_truths=[None] * len(FLAT),
         extra_infos=[{"question": p} for p, _ in FLAT], reward_model=rm,
-    )
+    )]
     assert single == pytest.approx(expected, abs=1e-4) and batch == pytest.approx(expected, abs=1e-4)
     with pytest.raises(ValueError, match="extra_info"):
         compute_score("codegen", FLAT[0][1], None, extra_info={}, reward_model=rm)
@@ -140,8 +135,8 @@ def test_rl_adapters_score_comment_variants_separately(tiny_rm, tiny_qwen3_path,
     rl = score_responses(tiny_rm, [prompt] * 2, COMMENTED)
     assert [s.score for s in rl] == pytest.approx(direct, abs=1e-5) and rl[1].duplicate_of is None
     trl = CodeScalerReward(tiny_rm)([prompt] * 2, COMMENTED)
-    verl = compute_score_batch(["codegen"] * 2, COMMENTED, [None] * 2, [{"prompt": prompt}] * 2,
-                               reward_model=str(tiny_qwen3_path))
+    verl = [r["score"] for r in compute_score_batch(["codegen"] * 2, COMMENTED, [None] * 2, [{"prompt": prompt}] * 2,
+                                                    reward_model=str(tiny_qwen3_path))]
     monkeypatch.setenv("CODESCALER_RM", str(tiny_qwen3_path))
     shared_reward_model.cache_clear()
     openrlhf = openrlhf_reward.reward_func(queries=COMMENTED, prompts=[""] * 2, labels=[prompt] * 2)["rewards"]
@@ -177,8 +172,8 @@ def test_rl_adapters_default_to_the_recipes_extraction(tiny_rm, tiny_qwen3_path,
     rewards = [s.reward for s in scored]
     assert rewards[0] > 0 and rewards[1] == 0 and rewards[2] > 0
     assert CodeScalerReward(tiny_rm)([prompt] * n, RECIPE_CASES) == pytest.approx(rewards, abs=1e-5)
-    verl = compute_score_batch(["codegen"] * n, RECIPE_CASES, [None] * n, [{"prompt": prompt}] * n,
-                               reward_model=str(tiny_qwen3_path))
+    verl = [r["score"] for r in compute_score_batch(["codegen"] * n, RECIPE_CASES, [None] * n, [{"prompt": prompt}] * n,
+                                                    reward_model=str(tiny_qwen3_path))]
     monkeypatch.setenv("CODESCALER_RM", str(tiny_qwen3_path))
     shared_reward_model.cache_clear()
     openrlhf = openrlhf_reward.reward_func(queries=RECIPE_CASES, prompts=[""] * n, labels=[prompt] * n)["rewards"]
