@@ -16,6 +16,7 @@ names (file and commit), with the framework's own argument names, call forms and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import importlib.util
 import inspect
@@ -133,6 +134,17 @@ def test_verl_reward_loop_sync_and_async(name, rm_server, expected, tiny_qwen3_p
     assert [o["reward_extra_info"]["codescaler_valid"] for o in outputs] == VALID
     assert {o["reward_extra_info"]["codescaler_reason"] for o in outputs} == {"ok", "no_code_block", "syntax_error"}
     assert posts == (1 if name == "compute_score_async" else sum(VALID))
+
+
+def test_concurrent_first_calls_load_one_model(rm_server):
+    """verl's executor threads and OpenRLHF's to_thread calls all start at once: one model per process, not one each
+    (each RemoteRewardModel built sends one probe)."""
+    shared_reward_model.cache_clear()
+    before = rm_server.posts
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        models = list(pool.map(lambda _: shared_reward_model(rm_server.url), range(8)))
+    shared_reward_model.cache_clear()
+    assert len({id(m) for m in models}) == 1 and rm_server.posts - before == 1
 
 
 def test_verl_async_errors_stay_with_their_call(rm_env, expected):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from typing import Sequence
 
 from ..pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
@@ -43,7 +44,21 @@ def score_responses(
     return scored  # type: ignore[return-value]  # every slot is filled
 
 
+_loading = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
+def _cached_reward_model(spec: str) -> RewardScorer:
+    return load_reward_model(spec)
+
+
 def shared_reward_model(spec: str | None = None) -> RewardScorer:
-    """A reward model loaded once per process: `spec`, else $CODESCALER_RM, else the default CodeScaler model."""
-    return load_reward_model(spec or os.environ.get(RM_ENV) or DEFAULT_REWARD_MODEL)
+    """A reward model loaded once per process: `spec`, else $CODESCALER_RM, else the default CodeScaler model.
+
+    Thread-safe: verl and OpenRLHF call the reward from many threads at once, and each must not load its own copy.
+    """
+    with _loading:
+        return _cached_reward_model(spec or os.environ.get(RM_ENV) or DEFAULT_REWARD_MODEL)
+
+
+shared_reward_model.cache_clear = _cached_reward_model.cache_clear  # type: ignore[attr-defined]  # forget the loaded models
