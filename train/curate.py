@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from codescaler_rerank.datasets import Problem, label_problems, load_bundled, load_problems, save_problems
 from codescaler_rerank.demo import sample_candidates
+from codescaler_rerank.execution import sandbox_runner
 from codescaler_rerank.extraction import extract_code, normalize_code
 from codescaler_rerank.specs import load_generator
 
@@ -96,10 +97,7 @@ def curate(config: CurateConfig) -> list[Problem]:
     if config.relabel:
         problems = [p.model_copy(update={"labels": None}) for p in problems]
     todo = [p for p in problems if p.labels is None]
-    if config.ray:
-        from codescaler_rerank.integrations.ray import run_many as runner
-    else:
-        from codescaler_rerank.execution import run_many as runner
+    runner = sandbox_runner(config.ray)
     labelled = iter(label_problems(todo, workers=config.workers, progress=True, runner=runner, timeout=config.timeout))
     return [next(labelled) if p.labels is None else p for p in problems]
 

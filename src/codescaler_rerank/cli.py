@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="sandbox processes at a time (default: CPU count)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandbox run (default 5)")
     p.add_argument("--latency-samples", type=int, default=10, help="subsets timed per N and path (default 10; 0: none)")
+    p.add_argument("--ray", action="store_true",
+                   help="run the sandbox (labelling, public tests) as Ray tasks on the cluster (ray extra; "
+                   "RAY_ADDRESS or a local cluster)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--plot", type=Path, help="write a PNG of pass rate vs N here (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -175,17 +178,19 @@ def _reward_model(args: argparse.Namespace) -> Any:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .datasets import label_problems, load_bundled, load_problems
     from .evaluation import EvalConfig, evaluate_best_of_n, format_report, plot_report
+    from .execution import sandbox_runner
 
     config = EvalConfig(
         ns=args.n, subsets=args.subsets, seed=args.seed, bootstrap=args.bootstrap, language=_language(args.language),
         mode=args.mode, public_tests=args.public_tests, timeout=args.timeout, workers=args.workers,
-        latency_samples=args.latency_samples,
+        latency_samples=args.latency_samples, ray=args.ray,
     )
     problems = load_problems(args.data) if Path(args.data).exists() else load_bundled(args.data)
     problems = [p.model_copy(update=_head(p, args.max_candidates)) for p in problems[: args.problems]]
     if any(p.labels is None for p in problems):
         print("labelling the candidates in the sandbox (the data has no labels)", file=sys.stderr)
-        problems = label_problems(problems, workers=args.workers, progress=not args.no_progress, timeout=args.timeout)
+        problems = label_problems(problems, workers=args.workers, progress=not args.no_progress,
+                                  runner=sandbox_runner(args.ray), timeout=args.timeout)
     report = evaluate_best_of_n(problems, _reward_model(args), config, progress=not args.no_progress)
     print(format_report(report))
     if args.json:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, PositiveInt
 from tqdm import tqdm
 
 from .datasets import Problem, Records, functional_tests, read_jsonl
-from .execution import run_many
+from .execution import run_many, sandbox_runner
 from .generators.base import Completion
 from .pipeline import RewardScorer, ScoredExtraction, extract_all, score_extractions
 from .reranker import build_candidate, selection_key
@@ -60,6 +60,7 @@ class EvalConfig(BaseModel):
     public_tests: Literal["auto", "field", "none"] = "auto"  # "auto": the field, else docstring examples
     timeout: float = 5.0  # seconds per sandbox run of the public tests
     workers: PositiveInt | None = None  # sandbox processes at a time (default: CPU count)
+    ray: bool = False  # run the public tests as Ray tasks on the cluster (`integrations.ray.run_many`)
     latency_samples: int = Field(10, ge=0)  # subsets timed per N and path (0: no latency measurement)
 
 
@@ -347,7 +348,8 @@ def _run_public(
 ) -> list[list[bool] | None]:
     """Whether each candidate passes its problem's public tests (None for problems without them), in one pool."""
     jobs = [pp.job(code) for p, pp in zip(problems, public) if pp is not None for code in p.candidates]
-    results = iter(run_many(jobs, workers=workers, progress=progress and bool(jobs), timeout=config.timeout))
+    runner = sandbox_runner(config.ray)
+    results = iter(runner(jobs, workers=workers, progress=progress and bool(jobs), timeout=config.timeout))
     return [None if pp is None else [next(results).passed for _ in p.candidates] for p, pp in zip(problems, public)]
 
 

@@ -53,7 +53,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, NamedTuple, Sequence
+from typing import IO, Any, Callable, Literal, NamedTuple, Sequence
 
 from pydantic import BaseModel
 from tqdm import tqdm
@@ -667,3 +667,12 @@ def _result(raw: _Raw, status: Status, reason: str, flags: dict[str, Any], trust
         trusted=trusted,
         **flags,
     )
+
+
+def sandbox_runner(ray: bool) -> Callable[..., list[ExecutionResult]]:
+    """`run_many` of the Ray integration (tasks on the cluster) when `ray`, else the local sandbox pool."""
+    if ray:
+        from .integrations.ray import run_many as on_ray
+
+        return on_ray
+    return run_many
