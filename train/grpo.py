@@ -138,6 +138,9 @@ def train(config: GRPOPipelineConfig) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
     problems, dataset = load_prompts(config)
+    # The RM scores outside any DeepSpeed engine, so it loads before GRPOConfig exists: under `accelerate launch`
+    # with ZeRO-3, building the config turns on transformers' ZeRO-3 init, which partitions every later load.
+    reward = reward_function(config, problems)
     args = GRPOConfig(
         output_dir=config.output_dir, num_generations=config.num_generations,
         per_device_train_batch_size=config.per_device_train_batch_size,
@@ -150,7 +153,7 @@ def train(config: GRPOPipelineConfig) -> Any:
     )
     trainer = GRPOTrainer(
         model=resolve_model(config.model, "policy", config.output_dir), args=args, train_dataset=dataset,
-        reward_funcs=[reward_function(config, problems)],
+        reward_funcs=[reward],
     )
     trainer.train()
     if trainer.is_world_process_zero():

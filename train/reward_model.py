@@ -30,6 +30,7 @@ from codescaler_rerank.reward_model import RewardModel, ensure_distinct_pad_toke
 
 from .config import parse_args
 from .models import resolve_model
+from .zero3 import gathered, whole_weights
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -150,9 +151,12 @@ def save(trainer: Any, tokenizer: Any, config: RewardModelConfig) -> None:
     out = Path(config.output_dir)
     if config.save == "adapter" or config.lora_r is None:
         trainer.save_model(str(out))  # the LoRA weights and head, or the full model, with the tokenizer
-    elif trainer.is_world_process_zero():
-        trainer.accelerator.unwrap_model(trainer.model).merge_and_unload().save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
+    else:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        with gathered(model):  # ZeRO-3 partitions the weights: every process gathers, process zero merges and saves
+            if trainer.is_world_process_zero():
+                model.merge_and_unload().save_pretrained(str(out))
+                tokenizer.save_pretrained(str(out))
     if config.save == "adapter" and trainer.is_world_process_zero():
         base = {"model": config.model, "gguf_file": config.gguf_file, "num_hidden_layers": config.num_hidden_layers,
                 "max_length": config.max_length}
@@ -160,10 +164,11 @@ def save(trainer: Any, tokenizer: Any, config: RewardModelConfig) -> None:
 
 
 def load_trained(config: RewardModelConfig) -> RewardModel:
-    """The saved reward model, loaded the way users load it."""
-    if config.save == "adapter":
-        return load_adapter_reward_model(config.output_dir, max_length=config.max_length)
-    return RewardModel.from_pretrained(config.output_dir, max_length=config.max_length)
+    """The saved reward model, loaded the way users load it (whole, also after a ZeRO-3 run)."""
+    with whole_weights():
+        if config.save == "adapter":
+            return load_adapter_reward_model(config.output_dir, max_length=config.max_length)
+        return RewardModel.from_pretrained(config.output_dir, max_length=config.max_length)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
