@@ -48,17 +48,23 @@ def upstream():
 
 @pytest.fixture
 def proxy(upstream, tiny_rm):
-    """Start a proxy over an upstream model of the scripted server: proxy(model, timeout=..., **ServerConfig fields)."""
+    """Start a proxy over an upstream model of the scripted server.
+
+    proxy(model, timeout=..., api_base=..., reward_model=..., **ServerConfig fields) -> the /v1 base URL.
+    """
     upstream.reset()
     with contextlib.ExitStack() as stack:
 
-        def start(model: str = "ok", *, timeout: float = 10, api_base: str | None = None, **config) -> str:
+        def start(
+            model: str = "ok", *, timeout: float = 10, api_base: str | None = None, reward_model=None, **config
+        ) -> str:
             generator = LiteLLMGenerator(
                 f"openai/{model}", api_base=api_base or upstream.base_url, api_key=UPSTREAM_KEY,
                 num_retries=0, timeout=timeout,
             )
             config.setdefault("n", 4)
-            return stack.enter_context(running_server(create_app(generator, tiny_rm, ServerConfig(**config))))
+            app = create_app(generator, reward_model or tiny_rm, ServerConfig(**config))
+            return stack.enter_context(running_server(app))
 
         yield start
 

@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before answering 504")
     p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per upstream request")
     p.add_argument("--served-model-name", help="model name in /v1/models and responses (default: the generator's)")
+    p.add_argument("--metrics-auth", action="store_true", help="require the API key on /metrics too")
+    p.add_argument("--limit-concurrency", type=int, default=1000,
+                   help="open connections at most; idle ones beyond are closed, requests when all are busy get 503")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request's headers (408 and closed after; default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client has to send a request's body after its headers (default 30)")
+    p.add_argument("--max-answer-chars", type=int, default=256 * 1024,
+                   help="longest upstream answer ranked; longer ones count as failed samples (default 262144)")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_serve)
 
@@ -313,6 +322,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         n=args.n, max_n=args.max_n, api_key=args.api_key, model_name=args.served_model_name,
         language=_language(args.language), mode=args.mode, max_pending=args.max_pending, request_timeout=args.timeout,
+        metrics_auth=args.metrics_auth, limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, max_answer_chars=args.max_answer_chars,
     )
     serve(generator, _reward_model(args), config, host=args.host, port=args.port)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from .extraction import Extraction, extract_code, normalize_code
 from .reward_model import ScoredInput
@@ -33,9 +33,16 @@ class ScoredExtraction:
     duplicate_of: int | None = None
 
 
-def extract_all(texts: Sequence[str], language: str | None, mode: str) -> list[Extraction]:
-    """Extract the code of each response."""
-    return [extract_code(text, language=language, mode=mode) for text in texts]
+def extract_all(
+    texts: Sequence[str], language: str | None, mode: str, *, checkpoint: Callable[[], None] | None = None
+) -> list[Extraction]:
+    """Extract the code of each response; `checkpoint` (if given) is called before each one and may raise to stop."""
+    extractions = []
+    for text in texts:
+        if checkpoint is not None:
+            checkpoint()
+        extractions.append(extract_code(text, language=language, mode=mode))
+    return extractions
 
 
 DEDUP_MODES = ("exact", "normalized", "none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .extraction import canonical_language, extract_code
 from .generators.base import Completion, GenerationOutput, Generator
@@ -81,14 +81,25 @@ class Reranker:
             raise ValueError("this Reranker has no generator: pass generator=... or use select() with your candidates")
         return self.generator
 
-    def rank_output(self, prompt: str, output: GenerationOutput, generate_time: float = 0.0) -> RerankResult:
+    def rank_output(
+        self,
+        prompt: str,
+        output: GenerationOutput,
+        generate_time: float = 0.0,
+        *,
+        checkpoint: Callable[[], None] | None = None,
+    ) -> RerankResult:
         """Rank what a generator returned (extract, score, shape, select); for callers that sample themselves.
 
         Raises `NoCandidatesError` (a `GenerationError` carrying `output.failures`) when there is no completion.
+        `checkpoint` is called before each extraction and before scoring; whatever it raises stops the ranking
+        (the proxy's request deadline).
         """
-        return self._rank([(prompt, output, generate_time)])[0]
+        return self._rank([(prompt, output, generate_time)], checkpoint)[0]
 
-    def _rank(self, items: Sequence[tuple[str, GenerationOutput, float]]) -> list[RerankResult]:
+    def _rank(
+        self, items: Sequence[tuple[str, GenerationOutput, float]], checkpoint: Callable[[], None] | None = None
+    ) -> list[RerankResult]:
         """Extract each output's completions, score all of them in one call, and rank each output."""
         for _, output, _ in items:
             if not output.completions:
@@ -96,8 +107,11 @@ class Reranker:
         extract_times, groups = [], []
         for prompt, output, _ in items:
             t0 = time.perf_counter()
-            groups.append((prompt, extract_all([c.text for c in output.completions], self.language, self.mode)))
+            texts = [c.text for c in output.completions]
+            groups.append((prompt, extract_all(texts, self.language, self.mode, checkpoint=checkpoint)))
             extract_times.append(time.perf_counter() - t0)
+        if checkpoint is not None:
+            checkpoint()
         t0 = time.perf_counter()
         scored_groups = score_extractions(self.reward_model, groups, dedup=self.dedup)
         score_time = time.perf_counter() - t0

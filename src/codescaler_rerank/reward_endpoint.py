@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import json
 import secrets
 from typing import Any
 
 from ._deps import require
+from ._http_api import ProxyError, bearer_matches, parse_json, read_body
 from .integrations.openrlhf_reward import openrlhf_rewards
 from .pipeline import RewardScorer
-from .server import ProxyError, read_body
 
 fastapi = require("fastapi", "server")
 from fastapi import Request  # noqa: E402  (a module global, so FastAPI resolves the endpoint annotations)
@@ -36,21 +34,17 @@ def authorized(header: str | None, api_key: str | None) -> bool:
         return True
     header = header or ""
     if header.startswith("Basic "):
-        try:
+        try:  # ValueError: not base64, non-ASCII, or not UTF-8
             password = base64.b64decode(header[6:], validate=True).decode().partition(":")[2]
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:
             return False
         return secrets.compare_digest(password.encode(), api_key.encode())
-    return secrets.compare_digest(header.encode(), f"Bearer {api_key}".encode())
+    return bearer_matches(header, api_key)
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The request body as JSON, read up to `limit` bytes (413 beyond, 400 if not JSON)."""
-    raw = await read_body(request, limit)
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProxyError(400, f"request body is not valid JSON: {exc}") from exc
+    """The request body as JSON, read up to `limit` bytes (413 beyond, 400 if not JSON or nested too deeply)."""
+    return parse_json(await read_body(request, limit))
 
 
 def parse_reward_request(body: Any) -> tuple[list[str], list[str], list[Any] | None]:

@@ -7,11 +7,25 @@
   (candidates with scores and validity, timings, usage, failures). `n` in the request body (`extra_body={"n": 3}`
   with the openai client) sets the number of samples, not the number of choices. `usage` counts all N samples.
 - `stream: true` gets the selected answer in SSE chunks once selection is done (the ranking rides on the last one).
-- Scoring of concurrent requests is merged: each request's `score_pairs` call joins one queue, and one worker
-  task scores everything pending in one bulk call of the reward model (`BatchingScorer`).
-- Bearer auth on `/v1/*` when `api_key` is set (`/health` and `/metrics` stay open), 413 over `max_body_bytes`,
-  429 when `max_pending` requests are already in flight, 504 after `request_timeout` seconds, and upstream
-  failures as 400 (context too long), 429 (rate limited), 504 (timed out) or 502 (anything else, with the reason).
+- Scoring of concurrent requests is merged into bulk calls of the reward model (`BatchingScorer`); a bulk call
+  that raises is retried request by request, so one bad request fails alone.
+
+Limits, and what a client gets (`ServerConfig` fields):
+
+- auth (`api_key`): bearer token on `/v1/*`, `/get_reward`, `/docs`, `/redoc`, `/openapi.json`, the reward
+  model's name in `/health`, and `/metrics` with `metrics_auth`; 401 otherwise.
+- body (`max_body_bytes`) 413; malformed JSON, nesting deeper than 64, bad `n`/`stream`/`stream_options`: 400.
+- `max_pending` requests in flight, counted until their ranking has stopped, not until their answer: 429.
+- `request_timeout` seconds per request: 504, and the request's scoring job is cancelled (ranking stops at its
+  next step, a queued scoring job is skipped).
+- upstream answers over `max_answer_chars`, or past `max_total_answer_chars` in all, are dropped as failed samples
+  (listed in `codescaler.failures`); none left: 502. Other upstream failures: 400 (context too long), 429 (rate
+  limited), 504 (timed out) or 502 (anything else, with the reason).
+- the reward model raising: 502; anything else unexpected: 500. Both name a request id (also in the
+  `x-request-id` header of every answer); the exception is in the server log, never in the answer.
+- connections (`_http_limits`): request headers within `header_timeout` s, the body within `body_timeout` s
+  (408, closed), at most `limit_concurrency` connections (idle ones beyond are closed, oldest first; requests
+  while all are busy: 503), idle keep-alive connections closed after `keep_alive` s.
 """
 
 from __future__ import annotations
@@ -21,32 +35,43 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import json
-import secrets
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterator
 
+from ._batching import BatchingScorer, JobCancelled, ScoringFailed, Ticket
 from ._deps import require
-from .generators.base import GenerationError, Generator
+from ._http_api import (
+    ProxyError,
+    RequestIdMiddleware,
+    bearer_matches,
+    internal_error,
+    parse_json,
+    read_body,
+    request_id,
+    upstream_error,
+)
+from ._metrics import ProxyMetrics
+from .generators.base import GenerationError, GenerationFailure, GenerationOutput, Generator
 from .messages import last_text
 from .pipeline import RewardScorer
 from .reranker import Reranker
 from .results import RerankResult
-from .reward_model import ScoredInput
 from .specs import load_reward_model
 
 fastapi = require("fastapi", "server")
 from fastapi import Request  # noqa: E402  (a module global, so FastAPI resolves the endpoint annotations)
 from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 
+__all__ = ["BatchingScorer", "ProxyError", "ServerConfig", "create_app", "read_body", "running_server", "serve"]
+
 SAMPLING_KEYS = (
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "presence_penalty",
     "frequency_penalty",
 )
-STAGES = ("generate", "extract", "score", "total")
 STREAM_PIECE = 64  # characters per streamed content chunk
 
 
@@ -61,175 +86,63 @@ class ServerConfig:
     language: str | None = "python"
     mode: str = "lenient"
     dedup: bool = True
-    max_pending: int = 64  # requests in flight (generating or scoring) before 429
+    max_pending: int = 64  # requests in flight (generating or ranking) before 429
     max_batch: int = 32  # requests scored in one bulk call
     batch_window: float = 0.01  # seconds the worker waits for more requests after the first
     request_timeout: float = 300.0
     max_body_bytes: int = 1 << 20
+    max_answer_chars: int = 256 * 1024  # per upstream answer; longer ones are dropped as failed samples
+    max_total_answer_chars: int = 4 * 1024 * 1024  # all answers of one request together
+    metrics_auth: bool = False  # /metrics needs the bearer token too
+    limit_concurrency: int = 1000  # open connections (and requests in progress)
+    header_timeout: float = 10.0  # seconds to receive a request's line and headers
+    body_timeout: float = 30.0  # seconds to receive a request's body after its headers
+    keep_alive: int = 5  # seconds an idle kept-alive connection stays open
     sampling: dict[str, Any] = field(default_factory=dict)  # defaults under the request's own knobs
 
 
-class BatchingScorer:
-    """A RewardScorer that merges concurrent `score_pairs` calls into bulk calls of the wrapped scorer.
-
-    `score_pairs` is called from worker threads (Reranker's scoring step); it queues its pairs on the event
-    loop and waits. One worker task takes the first pending call, gathers whatever else arrives within
-    `window` seconds (up to `max_batch` calls), and scores them all in one call in a thread.
-    """
-
-    def __init__(
-        self, scorer: RewardScorer, *, max_batch: int = 32, window: float = 0.01, on_batch: Any = None
-    ) -> None:
-        self.scorer = scorer
-        self.name = getattr(scorer, "name", type(scorer).__name__)
-        self.max_batch = max_batch
-        self.window = window
-        self.on_batch = on_batch  # called with (requests, pairs) per bulk call
-        self._queue: asyncio.Queue[tuple[Sequence[tuple[str, str]], concurrent.futures.Future]] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[ScoredInput]:
-        """Queue `pairs` for the next bulk call and wait for their scores (call from a thread, not the loop)."""
-        if self._loop is None or self._queue is None:
-            raise RuntimeError("BatchingScorer is not running: use it inside `async with scorer.running():`")
-        future: concurrent.futures.Future[list[ScoredInput]] = concurrent.futures.Future()
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, (pairs, future))
-        return future.result()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[BatchingScorer]:
-        """Run the worker task on the current event loop while the context is open."""
-        self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
-        worker = asyncio.create_task(self._work())
-        try:
-            yield self
-        finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-            self._loop = self._queue = None
-
-    async def _work(self) -> None:
-        assert self._loop is not None and self._queue is not None
-        while True:
-            jobs = [await self._queue.get()]
-            deadline = self._loop.time() + self.window
-            while len(jobs) < self.max_batch:
-                try:
-                    jobs.append(await asyncio.wait_for(self._queue.get(), max(0.0, deadline - self._loop.time())))
-                except asyncio.TimeoutError:
-                    break
-            pairs = [pair for job_pairs, _ in jobs for pair in job_pairs]
-            if self.on_batch is not None:
-                self.on_batch(len(jobs), len(pairs))
-            try:
-                scored = await asyncio.to_thread(self.scorer.score_pairs, pairs)
-            except Exception as exc:
-                for _, future in jobs:
-                    future.set_exception(exc)
-                continue
-            start = 0
-            for job_pairs, future in jobs:
-                future.set_result(scored[start : start + len(job_pairs)])
-                start += len(job_pairs)
-
-
-class ProxyError(Exception):
-    """An error answered as an OpenAI-style JSON error with this HTTP status."""
-
-    def __init__(
-        self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param = status, message, type_, param
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": None}}
-
-
-def upstream_error(exc: GenerationError) -> ProxyError:
-    """Map a generation failure to the proxy's answer: by the upstream status code when the cause has one."""
-    code = getattr(exc.__cause__, "status_code", None)
-    if code in (408, 504):
-        return ProxyError(504, f"upstream timed out: {exc}", "upstream_timeout")
-    if code == 429:
-        return ProxyError(429, f"upstream rate limit: {exc}", "rate_limit_error")
-    if code in (400, 413, 422):
-        return ProxyError(400, f"upstream rejected the request: {exc}")
-    return ProxyError(502, f"upstream failed: {exc}", "upstream_error")
-
-
-class _Metrics:
-    """Prometheus metrics of one app, in their own registry."""
-
-    def __init__(self) -> None:
-        prom = require("prometheus_client", "server")
-        self.registry = prom.CollectorRegistry()
-        self.requests = prom.Counter(
-            "codescaler_requests", "Chat completion requests by HTTP status", ["status"], registry=self.registry
-        )
-        self.stage_seconds = prom.Histogram(
-            "codescaler_stage_seconds", "Seconds per stage of a reranked request", ["stage"], registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf")),
-        )
-        self.candidates = prom.Counter(
-            "codescaler_candidates", "Sampled candidates by extraction validity and reason", ["valid", "reason"],
-            registry=self.registry,
-        )
-        self.batch_requests = prom.Histogram(
-            "codescaler_score_batch_requests", "Requests merged into one scoring call", registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, float("inf")),
-        )
-        self.batch_pairs = prom.Histogram(
-            "codescaler_score_batch_pairs", "Programs scored in one scoring call", registry=self.registry,
-            buckets=(1, 4, 16, 64, 256, 1024, float("inf")),
-        )
-        self.in_flight = prom.Gauge("codescaler_in_flight", "Requests being served", registry=self.registry)
-        self.latest = prom.generate_latest
-        self.content_type = prom.CONTENT_TYPE_LATEST
-
-    def observe_batch(self, requests: int, pairs: int) -> None:
-        self.batch_requests.observe(requests)
-        self.batch_pairs.observe(pairs)
-
-    def observe_result(self, result: RerankResult) -> None:
-        for stage in STAGES:
-            self.stage_seconds.labels(stage).observe(getattr(result.timings, stage))
-        for c in result.candidates:
-            self.candidates.labels(str(c.valid).lower(), c.reason).inc()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, read up to `limit` bytes (413 beyond)."""
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise ProxyError(413, f"request body over {limit} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ProxyError(413, f"request body over {limit} bytes")
-    return bytes(raw)
+def cap_answers(output: GenerationOutput, per_answer: int, total: int) -> GenerationOutput:
+    """`output` without the completions over `per_answer` characters or past `total` in all; they become failures."""
+    kept, failures, used = [], list(output.failures), 0
+    for index, completion in enumerate(output.completions):
+        size = len(completion.text)
+        if size > per_answer:
+            failures.append(GenerationFailure(index=index, error=f"answer of {size} characters is over the {per_answer} limit"))
+        elif used + size > total:
+            failures.append(GenerationFailure(index=index, error=f"answers over {total} characters in all"))
+        else:
+            kept.append(completion)
+            used += size
+    if len(kept) == len(output.completions):
+        return output
+    return output.model_copy(update={"completions": kept, "failures": failures})
 
 
 class _Proxy:
     """The request handling behind `create_app`."""
 
     def __init__(self, generator: Generator, reward_model: str | RewardScorer, config: ServerConfig) -> None:
+        if config.metrics_auth and config.api_key is None:
+            raise ValueError("metrics_auth needs an api_key")
         self.generator = generator
         self.config = config
-        self.metrics = _Metrics()
+        self.metrics = ProxyMetrics()
         self.scorer = BatchingScorer(
             load_reward_model(reward_model), max_batch=config.max_batch, window=config.batch_window,
             on_batch=self.metrics.observe_batch,
         )
-        self.reranker = Reranker(None, self.scorer, language=config.language, mode=config.mode, dedup=config.dedup)
+        self._reranker(Ticket())  # a bad language, mode or dedup setting fails here, not at the first request
         self.model_name = config.model_name or getattr(generator, "model", None) or "codescaler-rerank"
         self.in_flight = 0
+        self._lock = threading.Lock()
         self.executor = concurrent.futures.ThreadPoolExecutor(config.max_pending, thread_name_prefix="codescaler-rank")
 
-    def authorize(self, header: str | None) -> None:
-        expected = self.config.api_key
-        if expected is not None and not secrets.compare_digest(header or "", f"Bearer {expected}"):
+    def authorized(self, request: Request) -> bool:
+        key = self.config.api_key
+        return key is None or bearer_matches(request.headers.get("authorization"), key)
+
+    def authorize(self, request: Request) -> None:
+        if not self.authorized(request):
             raise ProxyError(401, "invalid or missing API key (Authorization: Bearer <key>)", "authentication_error")
 
     async def read(self, request: Request) -> dict[str, Any]:
@@ -238,10 +151,7 @@ class _Proxy:
 
     def parse(self, raw: bytes) -> dict[str, Any]:
         """Check the request body; `n` is set to the effective number of samples."""
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProxyError(400, f"request body is not valid JSON: {exc}") from exc
+        body = parse_json(raw)
         if not isinstance(body, dict):
             raise ProxyError(400, "request body must be a JSON object")
         messages = body.get("messages")
@@ -249,26 +159,52 @@ class _Proxy:
             raise ProxyError(400, "'messages' must be a non-empty list of message objects", param="messages")
         if body.get("tools"):
             raise ProxyError(400, "tools are not supported by the best-of-N proxy", param="tools")
-        n = body.get("n") or self.config.n
+        n = self.config.n if body.get("n") is None else body["n"]
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= self.config.max_n:
             raise ProxyError(400, f"'n' must be an integer from 1 to {self.config.max_n}", param="n")
+        if not isinstance(body.get("stream", False), (bool, type(None))):
+            raise ProxyError(400, "'stream' must be a boolean", param="stream")
+        if not isinstance(body.get("stream_options", {}), (dict, type(None))):
+            raise ProxyError(400, "'stream_options' must be an object", param="stream_options")
         return {**body, "n": n}
 
-    async def rerank(self, body: dict[str, Any]) -> RerankResult:
-        """Sample and rank, bounded by `max_pending` and `request_timeout`."""
-        if self.in_flight >= self.config.max_pending:
-            raise ProxyError(429, f"server busy: {self.in_flight} requests in flight", "rate_limit_error")
-        self.in_flight += 1
+    def _admit(self) -> Ticket:
+        with self._lock:
+            if self.in_flight >= self.config.max_pending:
+                raise ProxyError(429, f"server busy: {self.in_flight} requests in flight", "rate_limit_error")
+            self.in_flight += 1
         self.metrics.in_flight.inc()
+        return Ticket(self.config.request_timeout)
+
+    def _release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self.metrics.in_flight.dec()
+
+    async def rerank(self, body: dict[str, Any]) -> RerankResult:
+        """Sample and rank, bounded by `max_pending` and `request_timeout`.
+
+        The request counts as in flight until its ranking thread has stopped, which the ticket's cancellation
+        (on timeout, or any other exit) makes happen at the ranking's next step.
+        """
+        ticket = self._admit()
+        ranking: concurrent.futures.Future | None = None
         try:
-            return await asyncio.wait_for(self._rerank(body), self.config.request_timeout)
-        except asyncio.TimeoutError as exc:
+            prompt, output, generate_time = await asyncio.wait_for(self._generate(body), ticket.remaining())
+            ranking = self.executor.submit(self._rank, ticket, prompt, output, generate_time)
+            result = await asyncio.wait_for(asyncio.wrap_future(ranking), ticket.remaining())
+        except (asyncio.TimeoutError, JobCancelled) as exc:
             raise ProxyError(504, f"request took longer than {self.config.request_timeout}s", "timeout") from exc
         finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.dec()
+            ticket.cancel()
+            if ranking is None:
+                self._release()
+            else:
+                ranking.add_done_callback(lambda _: self._release())
+        self.metrics.observe_result(result)
+        return result
 
-    async def _rerank(self, body: dict[str, Any]) -> RerankResult:
+    async def _generate(self, body: dict[str, Any]) -> tuple[str, GenerationOutput, float]:
         messages = body["messages"]
         prompt = last_text(messages, "user")
         if prompt is None:
@@ -284,12 +220,19 @@ class _Proxy:
                 output = await self.generator.agenerate(prompt, n, **sampling)
         except GenerationError as exc:
             raise upstream_error(exc) from exc
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            self.executor, self.reranker.rank_output, prompt, output, time.perf_counter() - start
+        output = cap_answers(output, self.config.max_answer_chars, self.config.max_total_answer_chars)
+        return prompt, output, time.perf_counter() - start
+
+    def _rank(self, ticket: Ticket, prompt: str, output: GenerationOutput, generate_time: float) -> RerankResult:
+        """Extract, score and select in a worker thread; the ticket is checked before each step."""
+        return self._reranker(ticket).rank_output(prompt, output, generate_time, checkpoint=ticket.check)
+
+    def _reranker(self, ticket: Ticket) -> Reranker:
+        """A Reranker whose scoring calls carry `ticket`."""
+        config = self.config
+        return Reranker(
+            None, self.scorer.bound(ticket), language=config.language, mode=config.mode, dedup=config.dedup
         )
-        self.metrics.observe_result(result)
-        return result
 
     def completion(self, result: RerankResult, n: int) -> dict[str, Any]:
         """The OpenAI chat.completion body: the best candidate as the one choice, the ranking under `codescaler`."""
@@ -327,6 +270,18 @@ class _Proxy:
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": created, "model": self.model_name}
 
 
+def answer_for(exc: Exception, rid: str) -> ProxyError:
+    """The error a failed chat request gets: client and upstream errors as they are, server failures by id."""
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, GenerationError):  # NoCandidatesError: every answer failed or was dropped
+        return upstream_error(exc)
+    if isinstance(exc, ScoringFailed):
+        error = internal_error(exc.__cause__ or exc, rid, "the reward model failed on this request")
+        return ProxyError(502, error.message, "reward_model_error")
+    return internal_error(exc, rid)
+
+
 def _usage(result: RerankResult) -> dict[str, int]:
     usage = result.usage
     return {
@@ -352,8 +307,13 @@ def create_app(
             yield
         proxy.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = fastapi.FastAPI(title="codescaler-rerank proxy", lifespan=lifespan)
+    open_docs = proxy.config.api_key is None
+    app = fastapi.FastAPI(
+        title="codescaler-rerank proxy", lifespan=lifespan, docs_url="/docs" if open_docs else None,
+        redoc_url="/redoc" if open_docs else None, openapi_url="/openapi.json" if open_docs else None,
+    )
     app.state.proxy = proxy
+    app.add_middleware(RequestIdMiddleware)
     from .reward_endpoint import reward_router  # OpenRLHF's POST /get_reward, same key and body limit
 
     app.include_router(
@@ -367,19 +327,22 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Any, exc: Exception) -> Any:
-        return JSONResponse(ProxyError(500, f"{type(exc).__name__}: {exc}", "server_error").body(), status_code=500)
+        return JSONResponse(internal_error(exc, request_id(request)).body(), status_code=500)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         status = 500
         try:
-            proxy.authorize(request.headers.get("authorization"))
+            proxy.authorize(request)
             body = await proxy.read(request)
             result = await proxy.rerank(body)
             status = 200
-        except ProxyError as exc:
-            status = exc.status
-            raise
+        except Exception as exc:
+            error = answer_for(exc, request_id(request))
+            status = error.status
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             proxy.metrics.requests.labels(str(status)).inc()
         if not body.get("stream"):
@@ -390,19 +353,46 @@ def create_app(
 
     @app.get("/v1/models")
     async def models(request: Request) -> Any:
-        proxy.authorize(request.headers.get("authorization"))
+        proxy.authorize(request)
         model = {"id": proxy.model_name, "object": "model", "created": 0, "owned_by": "codescaler-rerank"}
         return {"object": "list", "data": [model]}
 
     @app.get("/health")
-    async def health() -> Any:
-        return {"status": "ok", "in_flight": proxy.in_flight, "reward_model": proxy.scorer.name}
+    async def health(request: Request) -> Any:
+        state = {"status": "ok", "in_flight": proxy.in_flight, "scorer_restarts": proxy.scorer.restarts}
+        if proxy.authorized(request):  # the RM name can be a local path: only for clients with the key
+            state["reward_model"] = proxy.scorer.name
+        return state
 
     @app.get("/metrics")
-    async def metrics() -> Any:
+    async def metrics(request: Request) -> Any:
+        if proxy.config.metrics_auth:
+            proxy.authorize(request)
         return Response(proxy.metrics.latest(proxy.metrics.registry), media_type=proxy.metrics.content_type)
 
+    if not open_docs:
+        _add_private_docs(app, proxy)
     return app
+
+
+def _add_private_docs(app: fastapi.FastAPI, proxy: _Proxy) -> None:
+    """`/openapi.json`, `/docs` and `/redoc` behind the bearer token (a browser's Swagger UI cannot send it)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> Any:
+        proxy.authorize(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Any:
+        proxy.authorize(request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> Any:
+        proxy.authorize(request)
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title)
 
 
 def is_loopback(host: str) -> bool:
@@ -413,6 +403,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def uvicorn_config(app: fastapi.FastAPI, **options: Any) -> Any:
+    """A `uvicorn.Config` for `app` with the connection limits of its `ServerConfig` (see `_http_limits`)."""
+    uvicorn = require("uvicorn", "server")
+    from ._http_limits import FD_RESERVE, connection_budget, limited_protocol
+
+    config: ServerConfig = app.state.proxy.config
+    connections = connection_budget(config.limit_concurrency, FD_RESERVE + config.max_pending)
+    protocol = limited_protocol(config.header_timeout, config.body_timeout, connections)
+    # uvicorn answers 503 from `limit_concurrency` open connections on; eviction keeps them below it while any is idle
+    return uvicorn.Config(
+        app, http=protocol, limit_concurrency=connections + 1, timeout_keep_alive=config.keep_alive, **options
+    )
 
 
 def serve(
@@ -428,7 +432,8 @@ def serve(
     if config.api_key is None and not is_loopback(host):
         raise ValueError(f"binding to {host} needs an API key (--api-key or CODESCALER_API_KEY)")
     uvicorn = require("uvicorn", "server")
-    uvicorn.run(create_app(generator, reward_model, config), host=host, port=port, log_level="info")
+    app = create_app(generator, reward_model, config)
+    uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level="info")).run()
 
 
 @contextlib.contextmanager
@@ -437,7 +442,7 @@ def running_server(app: fastapi.FastAPI, host: str = "127.0.0.1", port: int = 0)
     uvicorn = require("uvicorn", "server")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="codescaler-proxy")
     thread.start()
     try:
