@@ -54,11 +54,11 @@ class LimitedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._idle_since = self.loop.time()
         self._evict_idle()
-        self._arm("header")
+        self._arm("headers")
 
     def data_received(self, data: bytes) -> None:
         if self._timer is None and self.conn.their_state is h11.IDLE:
-            self._arm("header")  # the next request on a kept-alive connection
+            self._arm("headers")  # the next request on a kept-alive connection
         self._received = True
         super().data_received(data)
         self._follow()
@@ -82,16 +82,16 @@ class LimitedH11Protocol(H11Protocol):
         """Move the deadline along with the request: the body's after the headers, none once it is all in."""
         state = self.conn.their_state
         if state is h11.SEND_BODY:
-            if self._phase == "header":
+            if self._phase == "headers":
                 self._arm("body")
         elif state is not h11.IDLE:
             self._disarm()
 
     def _arm(self, phase: str) -> None:
         self._disarm()
-        if phase == "header":
+        if phase == "headers":
             self._received = False
-        timeout = self.header_timeout if phase == "header" else self.body_timeout
+        timeout = self.header_timeout if phase == "headers" else self.body_timeout
         self._phase = phase
         self._timer = self.loop.call_later(timeout, self._expired)
 
@@ -104,7 +104,7 @@ class LimitedH11Protocol(H11Protocol):
         phase, self._timer = self._phase, None
         if self.transport.is_closing():
             return
-        timeout = self.header_timeout if phase == "header" else self.body_timeout
+        timeout = self.header_timeout if phase == "headers" else self.body_timeout
         log.warning("closing a connection from %s: request %s not received within %ss", self.client, phase, timeout)
         cycle = self.cycle if phase == "body" else None
         if cycle is not None:  # the app waits for the body: it gets a disconnect
