@@ -181,8 +181,14 @@ def _nested(depth: int) -> dict:
         ({"messages": MESSAGES, "n": False}, "'n' must be"),
         ({"messages": MESSAGES, "n": []}, "'n' must be"),
         (b'{"messages": [{"role": "user", "content": "x"}], "n": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "needs a string 'text'"),
+        ({"messages": [{"role": "user", "content": 5}]}, "'content' must be"),
+        ({"messages": [{"role": None, "content": PROMPT}]}, "'role' must be"),
     ],
-    ids=["deep-array", "nested-100", "stream-options-int", "stream-str", "n-0", "n-false", "n-empty-list", "n-digits"],
+    ids=[
+        "deep-array", "nested-100", "stream-options-int", "stream-str", "n-0", "n-false", "n-empty-list", "n-digits",
+        "text-part-int", "content-int", "role-null",
+    ],
 )
 def test_client_errors_are_400(proxy, body, message):
     answer = post(proxy(), body)

@@ -157,6 +157,10 @@ class _Proxy:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise ProxyError(400, "'messages' must be a non-empty list of message objects", param="messages")
+        for i, message in enumerate(messages):
+            problem = _message_problem(message)
+            if problem:
+                raise ProxyError(400, f"messages[{i}]: {problem}", param="messages")
         if body.get("tools"):
             raise ProxyError(400, "tools are not supported by the best-of-N proxy", param="tools")
         n = self.config.n if body.get("n") is None else body["n"]
@@ -268,6 +272,20 @@ class _Proxy:
     def _envelope(self, kind: str) -> dict[str, Any]:
         created = int(time.time())
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": kind, "created": created, "model": self.model_name}
+
+
+def _message_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with one chat message's shape, or None."""
+    if not isinstance(message.get("role"), str):
+        return "'role' must be a string"
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return None
+    if not isinstance(content, list) or not all(isinstance(part, dict) for part in content):
+        return "'content' must be a string or a list of content parts"
+    if any(part.get("type") == "text" and not isinstance(part.get("text"), str) for part in content):
+        return "a text content part needs a string 'text'"
+    return None
 
 
 def answer_for(exc: Exception, rid: str) -> ProxyError:
