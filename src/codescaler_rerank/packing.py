@@ -9,16 +9,15 @@ candidate gets exactly the hidden states it would get alone. Its score is read w
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator, Sequence
+from typing import Any, Hashable, Iterator, Sequence
 
 from ._deps import require
 
 # Plain causal full-attention decoders whose base model takes position_ids and a 4-D mask as given.
 PACKABLE_MODEL_TYPES = frozenset({"llama", "qwen2", "qwen3"})
 ATTENTION_CHOICES = ("auto", "flex", "sdpa")
-TRANSFORMERS_ATTENTION = {"flex": "flex_attention", "sdpa": "sdpa"}
+ROW_BUCKET = 128  # packed flex rows are padded to bucketed lengths (FlexAttention's block size), few shapes compile
 CPU_TOKEN_BUDGET = 16384
 MAX_ROW_TOKENS = 32768
 GPU_MEMORY_FRACTION = 0.5
@@ -42,12 +41,14 @@ class Row:
 
 @dataclass(frozen=True)
 class Batching:
-    """How a scoring call ran: its path, forward passes, tokens through the model, and rows split after OOM."""
+    """How a scoring call ran: its path, forward passes, tokens through the model (bucket padding not counted),
+    rows split after running out of memory, and the token budget per forward pass it started with."""
 
     path: str
     rows: int
     tokens: int
     oom_splits: int
+    budget: int = 0
 
 
 @dataclass
@@ -68,12 +69,20 @@ def supports_packing(model: Any) -> bool:
     return config.model_type in PACKABLE_MODEL_TYPES and full_attention and hasattr(model, "score")
 
 
-def resolve_attention(requested: str, device: Any) -> str:
-    """`auto` is FlexAttention on CUDA (CPU flex needs a compile) and SDPA with an explicit mask elsewhere."""
-    if requested != "auto":
-        return requested
-    flex = require("transformers", "hf").utils.is_torch_flex_attn_available()
-    return "flex" if device.type == "cuda" and flex else "sdpa"
+def bucket_length(n: int) -> int:
+    """`n` rounded up to a bucket: a multiple of `ROW_BUCKET` up to 2048 tokens, beyond that of 1/16 of the next
+    power of two (at most 12.5 % padding), so a run compiles a few shapes, not one per row length."""
+    step = max(ROW_BUCKET, 1 << max(0, (n - 1).bit_length() - 4))
+    return -(-n // step) * step
+
+
+def bucket_floor(budget: int) -> int:
+    """The largest bucket length within `budget` (the budget itself below one bucket): rows planned within it stay
+    within it once padded to `bucket_length`, and a budget that moves with free memory adds no new shapes."""
+    if budget < ROW_BUCKET:
+        return budget
+    step = max(ROW_BUCKET, 1 << max(0, budget.bit_length() - 4))
+    return budget // step * step
 
 
 def forward_flops(config: Any) -> tuple[int, int]:
@@ -160,8 +169,9 @@ def plan_packed_rows(
     return rows
 
 
-def pack_row(sequences: Sequences, row: Row, pad_id: int | None) -> PackedInputs:
-    """Lay a row out: per part, its common prefix once, then each candidate's own tokens (positions resume at p)."""
+def pack_row(sequences: Sequences, row: Row, pad_id: int | None, length: int | None = None) -> PackedInputs:
+    """Lay a row out: per part, its common prefix once, then each candidate's own tokens (positions resume at p);
+    then pad tokens up to `length`, in a segment of their own that no real token sees."""
     inputs = PackedInputs([], [], [], [], [])
     segment_ids = itertools.count()
     for part in row.parts:
@@ -172,6 +182,9 @@ def pack_row(sequences: Sequences, row: Row, pad_id: int | None) -> PackedInputs
             start, k = len(inputs.input_ids), pooled_index(seq, pad_id)
             inputs.readout.append(prefix_start + k if k < p else start + k - p)
             _append(inputs, seq[p:], p, next(segment_ids), prefix_id)
+    if length is not None and length > len(inputs.input_ids):
+        pad_segment = next(segment_ids)
+        _append(inputs, [pad_id or 0] * (length - len(inputs.input_ids)), 0, pad_segment, pad_segment)
     return inputs
 
 
@@ -209,22 +222,23 @@ def block_mask(segment: Any, parent: Any) -> Any:
     )
 
 
-@contextmanager
-def attention_implementation(model: Any, implementation: str) -> Iterator[None]:
-    """Run the model with a transformers attention implementation, restoring the previous one afterwards."""
-    previous = model.config._attn_implementation
-    if previous == implementation:
-        yield
-        return
-    model.set_attn_implementation(implementation)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(previous)
+def score_head(model: Any, hidden: Any) -> Any:
+    """The 1-logit head in fp32 over gathered hidden states (bf16 would round 3.01 and 3.02 to one value).
+
+    A linear head (every decoder classifier's `score`, also after merging LoRA) runs in fp32; any other head (an
+    unmerged adapter wrapper) runs in its own dtype, its output in fp32."""
+    torch = require("torch", "hf")
+    head = model.score
+    if isinstance(head, torch.nn.Linear):
+        bias = None if head.bias is None else head.bias.float()
+        return torch.nn.functional.linear(hidden.float(), head.weight.float(), bias)
+    return head(hidden).float()
 
 
 def forward_packed(model: Any, inputs: PackedInputs, attention: str) -> list[float]:
-    """Scores of a packed row: the base model over the row with its mask, then the head at each readout token."""
+    """Scores of a packed row: the base model over the row with its mask, then the fp32 head at each readout token.
+
+    `model` must run `scoring_paths.DISPATCH_ATTENTION`, which sends the BlockMask to flex and a dense mask to SDPA."""
     torch = require("torch", "hf")
     device = next(model.parameters()).device
 
@@ -234,41 +248,12 @@ def forward_packed(model: Any, inputs: PackedInputs, attention: str) -> list[flo
     segment, parent = tensor(inputs.segment), tensor(inputs.parent)
     mask = block_mask(segment, parent) if attention == "flex" else dense_mask(segment, parent)
     base = getattr(model, model.base_model_prefix)
-    with attention_implementation(model, TRANSFORMERS_ATTENTION[attention]), torch.inference_mode():
+    with torch.inference_mode():
         hidden = base(
             input_ids=tensor(inputs.input_ids)[None],
             position_ids=tensor(inputs.position_ids)[None],
             attention_mask=mask,
             use_cache=False,
         ).last_hidden_state
-        logits = model.score(hidden[0, tensor(inputs.readout)])
-    return logits[:, 0].float().tolist()
-
-
-def run_rows(
-    path: str,
-    count: int,
-    budget: int,
-    plan: Callable[[Sequence[int], int], list[Row]],
-    run: Callable[[Row], list[float]],
-) -> tuple[list[float], Batching]:
-    """Score `count` sequences row by row; a row that runs out of CUDA memory is re-planned at half its size."""
-    torch = require("torch", "hf")
-    scores = [0.0] * count
-    pending = plan(range(count), budget)[::-1]
-    rows = tokens = splits = 0
-    while pending:
-        row = pending.pop()
-        try:
-            row_scores = run(row)
-        except torch.cuda.OutOfMemoryError:
-            if len(row.members) == 1:
-                raise
-            splits += 1
-            pending.extend(plan(row.members, row.tokens // 2)[::-1])
-            continue
-        for i, score in zip(row.members, row_scores):
-            scores[i] = score
-        rows += 1
-        tokens += row.tokens
-    return scores, Batching(path, rows, tokens, splits)
+        logits = score_head(model, hidden[0, tensor(inputs.readout)])
+    return logits[:, 0].tolist()

@@ -31,6 +31,7 @@ class ScoredExtraction:
     n_tokens: int = 0
     truncated: bool = False
     duplicate_of: int | None = None
+    control_tokens: tuple[str, ...] = ()  # special tokens written literally in the code (see `formatting`)
 
 
 def extract_all(
@@ -108,7 +109,7 @@ def _shape(ex: Extraction, scored: ScoredInput | None, duplicate_of: int | None)
     if scored is None:
         return ScoredExtraction(ex, None, 0.0, False, ex.reason)
     if not math.isfinite(scored.score):
-        return ScoredExtraction(ex, None, 0.0, False, "score_not_finite", scored.n_tokens, scored.truncated, duplicate_of)
-    return ScoredExtraction(
-        ex, scored.score, shape_reward(scored.score, True), True, ex.reason, scored.n_tokens, scored.truncated, duplicate_of
-    )
+        return ScoredExtraction(ex, None, 0.0, False, "score_not_finite", scored.n_tokens, scored.truncated,
+                                duplicate_of, scored.control_tokens)
+    return ScoredExtraction(ex, scored.score, shape_reward(scored.score, True), True, ex.reason, scored.n_tokens,
+                            scored.truncated, duplicate_of, scored.control_tokens)

@@ -17,7 +17,7 @@ import httpx
 from ._async import run_sync
 from ._deps import require
 from .formatting import EncodedInput, encode_rm_inputs
-from .reward_model import RewardModelError, ScoredInput
+from .reward_model import RewardModelError, ScoredInput, scored_inputs
 
 ENDPOINTS = ("/classify", "/pooling")
 
@@ -132,7 +132,7 @@ class RemoteRewardModel:
         async with self._client() as client:
             results = await asyncio.gather(*(self._classify(client, self.endpoint, chunk) for chunk in chunks))
         scores = [s for chunk_scores in results for s in chunk_scores]
-        return [ScoredInput(s, len(e.input_ids), e.truncated) for s, e in zip(scores, encoded)]
+        return scored_inputs(scores, encoded)
 
     # --- helpers ---
 

@@ -159,7 +159,7 @@ def build_candidate(index: int, completion: Completion, s: ScoredExtraction) -> 
     return Candidate(
         index=index, text=completion.text, code=s.extraction.code, language=s.extraction.language,
         valid=s.valid, reason=s.reason, score=s.score, reward=s.reward, rank=0, truncated=s.truncated,
-        duplicate_of=s.duplicate_of, finish_reason=completion.finish_reason,
+        duplicate_of=s.duplicate_of, control_tokens=list(s.control_tokens), finish_reason=completion.finish_reason,
         completion_tokens=completion.completion_tokens, latency=completion.latency,
     )
 

@@ -23,6 +23,8 @@ class Candidate(BaseModel):
     rank: int
     truncated: bool = False  # the RM input was cut at the model's max_length
     duplicate_of: int | None = None  # index of the identical program whose score this one shares
+    control_tokens: list[str] = []  # RM special tokens (e.g. "<|im_end|>") written literally in the code; the RM
+    # reads them as the real tokens, as the CodeScaler recipe does; they cannot change another candidate's score
     finish_reason: str | None = None
     completion_tokens: int | None = None
     latency: float | None = None

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from ._deps import require
 from .formatting import encode_rm_inputs
 from .generators.base import Completion, GenerationOutput
-from .reward_model import RewardModelError, ScoredInput
+from .reward_model import RewardModelError, ScoredInput, scored_inputs
 
 
 def _shutdown(llm: Any) -> None:
@@ -111,7 +111,9 @@ class VLLMRewardModel:
     tokenizer), so chat template and right truncation at `max_length` are those of `RewardModel`. vLLM pools
     the last token of each unpadded sequence, as `RewardModel` pools the last non-pad one: the scores agree.
     Activation is off (`PoolingParams(use_activation=False)`): vLLM would otherwise return sigmoid(logit).
-    Prefix caching is on by default, since the N candidates of a prompt share its tokens.
+    Prefix caching is on by default, since the N candidates of a prompt share its tokens. The score head runs in
+    fp32 (`hf_overrides={"head_dtype": "float32"}`, vLLM's default for pooling models, made explicit): in bf16,
+    logits 3.01 and 3.02 would both come back as 3.015625.
     `llm_kwargs` go to `vllm.LLM` (dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, ...).
     """
 
@@ -141,7 +143,12 @@ class VLLMRewardModel:
             )
         self.tokenizer = tokenizer
         llm_kwargs.setdefault("enable_prefix_caching", True)
-        self.llm = vllm.LLM(model=model, runner="pooling", trust_remote_code=trust_remote_code, **llm_kwargs)
+        overrides = llm_kwargs.pop("hf_overrides", None) or {}
+        if isinstance(overrides, dict):  # a callable override is the caller's own
+            overrides = {"head_dtype": "float32", **overrides}
+        self.llm = vllm.LLM(
+            model=model, runner="pooling", trust_remote_code=trust_remote_code, hf_overrides=overrides, **llm_kwargs
+        )
         self.max_length = min(max_length, self.llm.model_config.max_model_len)
         self.name = model
         self._lock = threading.Lock()  # vllm.LLM is not thread-safe
@@ -168,7 +175,4 @@ class VLLMRewardModel:
             outputs = self.llm.classify(
                 prompts, pooling_params=vllm.PoolingParams(use_activation=False), use_tqdm=False
             )
-        return [
-            ScoredInput(float(out.outputs.probs[0]), len(e.input_ids), e.truncated)
-            for out, e in zip(outputs, encoded)
-        ]
+        return scored_inputs([float(out.outputs.probs[0]) for out in outputs], encoded)
