@@ -20,6 +20,7 @@ from ._deps import require
 from .formatting import EncodedInput, encode_rm_inputs
 from .packing import (
     ATTENTION_CHOICES,
+    ROW_BUCKET,
     Batching,
     Row,
     bucket_floor,
@@ -42,7 +43,6 @@ from .scoring_paths import (
     probe_inputs,
     run_rows,
     tolerance,
-    transformers_version,
 )
 
 DEFAULT_REWARD_MODEL = "LARK-Lab/CodeScaler-8B"
@@ -157,8 +157,7 @@ class RewardModel:
         self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
         self._paths = candidate_paths(packing, attention, self.device, packable)
         if packing and self._paths == ["padded"]:
-            floor = ".".join(map(str, PACKED_TRANSFORMERS_FLOOR))
-            version = ".".join(map(str, transformers_version()))
+            floor, version = ".".join(map(str, PACKED_TRANSFORMERS_FLOOR)), require("transformers", "hf").__version__
             warnings.warn(f"packed scoring needs transformers>={floor} (installed: {version}); scoring padded",
                           RuntimeWarning, stacklevel=2)
         if self.packing:
@@ -194,13 +193,14 @@ class RewardModel:
 
     def warmup(self) -> Warmup:
         """Settle the scoring path now rather than on the first call: probe packed paths against padded and, for
-        flex, compile the row shapes (two bucketed lengths; later lengths reuse the dynamic-shape kernels)."""
+        flex, compile its kernels on the shortest and the longest row (a second shape makes torch.compile build
+        dynamic-shape kernels, which every other bucketed length reuses)."""
         with self._lock:
             start, graphs = time.perf_counter(), compiled_graphs()
             self._probe()
             if self.scoring_path == "packed-flex":
                 token = 1 if self.tokenizer.pad_token_id == 0 else 0
-                for length in sorted({bucket_length(self.max_length // 2), bucket_length(self.max_length)}):
+                for length in (ROW_BUCKET, max(2 * ROW_BUCKET, bucket_floor(self.token_budget))):
                     self.score_token_ids([[token] * length])
             return Warmup(self.scoring_path, time.perf_counter() - start, compiled_graphs() - graphs)
 
