@@ -230,6 +230,21 @@ def test_a_model_without_one_logit_is_refused_before_vllm_starts(tiny_lm_path):
     assert time.perf_counter() - started < 10
 
 
+def test_offline_head_runs_in_fp32_so_bf16_logits_do_not_tie(tmp_path):
+    """A bf16 engine: with the fp32 head (vLLM's pooling default, made explicit) 3.0106 and 3.0206 stay apart,
+    where a bf16 head would give 3.015625 twice (tests/tie_model.py)."""
+    import torch
+    from tie_model import CODES, PROMPT, SCORES, build_tie_classifier
+
+    max_length = build_tie_classifier(tmp_path)
+    rm = VLLMRewardModel(str(tmp_path), max_length=max_length, **{**ENGINE, "dtype": "bfloat16"})
+    try:
+        assert rm.llm.model_config.head_dtype == torch.float32
+        assert rm.score(PROMPT, list(CODES)) == pytest.approx(SCORES, abs=1e-6)
+    finally:
+        rm.close()
+
+
 # --- servers ---
 
 
