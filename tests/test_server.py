@@ -101,6 +101,16 @@ def test_best_of_n_answer_with_ranking(proxy, upstream, tiny_rm):
     assert scores == [None if c.score is None else pytest.approx(c.score, abs=1e-4) for c in expected.candidates]
 
 
+def test_the_proxy_warms_its_reward_model_up_before_serving(upstream, tiny_rm):
+    from codescaler_rerank import RewardModel
+
+    rm = RewardModel(tiny_rm.model, tiny_rm.tokenizer, attention="sdpa")
+    generator = LiteLLMGenerator("openai/ok", api_base=upstream.base_url, api_key=UPSTREAM_KEY, num_retries=0)
+    assert rm.warmed_up is None
+    with running_server(create_app(generator, rm, ServerConfig(n=2))):
+        assert rm.warmed_up is not None and rm.warmed_up.path == "packed-sdpa"
+
+
 def test_n_per_request_and_validation(proxy, upstream):
     api = client(proxy(max_n=8))
     completion = api.chat.completions.create(

@@ -22,6 +22,7 @@ from codescaler_rerank.execution import run_many
 from codescaler_rerank.extraction import extract_code
 from codescaler_rerank.integrations.trl import AsyncCodeScalerReward, CodeScalerReward, _text
 from codescaler_rerank.pipeline import RewardScorer
+from codescaler_rerank.reward_model import warm_up
 from codescaler_rerank.specs import REWARD_MODEL_SCHEMES, load_reward_model
 
 from .config import parse_args
@@ -125,6 +126,7 @@ def reward_function(config: GRPOPipelineConfig, problems: Sequence[Problem]) -> 
     spec = resolve_model(config.reward_model, "classifier", config.output_dir)
     options = {} if spec.startswith(REWARD_MODEL_SCHEMES) else {"device": str(PartialState().device)}
     scorer = load_reward_model(spec, **options)
+    warm_up(scorer)  # settle the scoring path (and compile flex) before the first rollout is scored
     common: dict[str, Any] = {"language": config.language, "mode": config.extraction_mode, "dedup": config.dedup}
     if config.reward == "hybrid":
         return HybridReward(scorer, problems, timeout=config.execution_timeout, **common)

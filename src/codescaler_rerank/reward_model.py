@@ -81,6 +81,12 @@ class Warmup:
     compiled_graphs: int
 
 
+def warm_up(scorer: Any) -> Warmup | None:
+    """`scorer.warmup()` where the reward model has one (Hugging Face), else None (vLLM, remote: nothing to do)."""
+    warmup = getattr(scorer, "warmup", None)
+    return warmup() if callable(warmup) else None
+
+
 def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     """Group indices, sorted by length, so each padded batch holds at most `token_budget` tokens (min. one row)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -167,6 +173,7 @@ class RewardModel:
         self._probed = not self.packing
         self._lock = threading.RLock()
         self.last_batching: Batching | None = None
+        self.warmed_up: Warmup | None = None  # what the last `warmup()` did
 
     @property
     def scoring_path(self) -> str:
@@ -202,7 +209,8 @@ class RewardModel:
                 token = 1 if self.tokenizer.pad_token_id == 0 else 0
                 for length in (ROW_BUCKET, max(2 * ROW_BUCKET, bucket_floor(self.token_budget))):
                     self.score_token_ids([[token] * length])
-            return Warmup(self.scoring_path, time.perf_counter() - start, compiled_graphs() - graphs)
+            self.warmed_up = Warmup(self.scoring_path, time.perf_counter() - start, compiled_graphs() - graphs)
+            return self.warmed_up
 
     @classmethod
     def from_pretrained(

@@ -60,6 +60,7 @@ from .messages import last_text
 from .pipeline import RewardScorer
 from .reranker import Reranker
 from .results import RerankResult
+from .reward_model import warm_up
 from .specs import load_reward_model
 
 fastapi = require("fastapi", "server")
@@ -321,6 +322,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        await asyncio.to_thread(warm_up, proxy.scorer.scorer)  # probe / compile before the first request
         async with proxy.scorer.running():
             yield
         proxy.executor.shutdown(wait=False, cancel_futures=True)
