@@ -31,6 +31,7 @@ import transformers
 
 from codescaler_rerank import RewardModel
 from codescaler_rerank.packing import common_prefix_len, forward_flops
+from codescaler_rerank.scoring_paths import compiled_graphs
 from codescaler_rerank.testing import build_tiny_decoder_tokenizer
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -57,7 +58,7 @@ ARCHS = {
     "qwen3-4b": qwen3_sizes(2560, 36, 32, 8, 128, 9728),
     "qwen3-8b": qwen3_sizes(4096, 36, 32, 8, 128, 12288),
 }
-METHODS = {"padded": (False, "auto"), "packed-sdpa": (True, "sdpa"), "packed-flex": (True, "flex")}
+METHODS = {"padded": {"packing": False}, "packed-sdpa": {"attention": "sdpa"}, "packed-flex": {"attention": "flex"}}
 CHECK_LAYERS = 2
 CHECK_PROMPTS = 3
 FP32_TOLERANCE = 1e-4
@@ -150,9 +151,19 @@ def synchronize(device: str) -> None:
 
 
 def scorers(model, tokenizer, methods: list[str]) -> dict[str, RewardModel]:
-    return {
-        m: RewardModel(model, tokenizer, packing=METHODS[m][0], attention=METHODS[m][1]) for m in ["padded", *methods]
-    }
+    return {m: RewardModel(model, tokenizer, **METHODS[m]) for m in ["padded", *methods]}
+
+
+def warm_up(rms: dict[str, RewardModel]) -> str:
+    """`warmup()` each method (probe, flex compiles); one line of seconds and compiled graphs. A method that fell
+    back to another path stops the run: its timings would be the other path's."""
+    parts = []
+    for method, rm in rms.items():
+        warm = rm.warmup()
+        if warm.path != method:
+            sys.exit(f"{method} fell back to {warm.path} on this machine; not timing it")
+        parts.append(f"{method} {warm.seconds:.1f} s ({warm.compiled_graphs} graphs compiled)")
+    return "warm-up: " + ", ".join(parts)
 
 
 def check_exactness(model, tokenizer, workloads: list[Workload], methods: list[str], device: str) -> None:
@@ -181,6 +192,8 @@ def time_methods(rms: dict[str, RewardModel], w: Workload, device: str, warmup: 
             scores = rm.score_token_ids(w.sequences, w.groups)
             synchronize(device)
             seconds.append(time.perf_counter() - start)
+        if rm.last_batching.path != method:
+            sys.exit(f"{method} fell back to {rm.last_batching.path} during the timed runs")
         results.append((method, seconds, rm.last_batching, scores))
     reference = results[0][3]
     return [Timing(m, sec, b.tokens, b.rows, max_abs_diff(scores, reference)) for m, sec, b, scores in results]
@@ -259,6 +272,7 @@ def main() -> None:
     model = build_model(args.arch, vocab_size, tokenizer.pad_token_id, args.device, dtype)
     workloads = build_workloads(args.workloads, vocab, bulk_prompts, args.seed)
     rms = scorers(model, tokenizer, args.methods)
+    warmed, graphs = warm_up(rms), compiled_graphs()
     title = f"{machine}: {args.arch}, {str(dtype).removeprefix('torch.')}"
     budgets = ", ".join(f"{m} {rm.token_budget}" for m, rm in rms.items())
     setup = (
@@ -270,6 +284,8 @@ def main() -> None:
         lines = table(w, time_methods(rms, w, args.device, warmup, repeats), packed_flops(model.config, w), peak)
         print("\n".join(lines) + "\n")
         body += [*lines, ""]
+    body += [f"{warmed}; graphs compiled after warm-up, over all timed runs: {compiled_graphs() - graphs}.", ""]
+    print(body[-2])
     if args.record:
         record(args.results, "GPU" if cuda else "CPU", title, body[:-1])
         print(f"recorded under '### {title}' in {args.results}")

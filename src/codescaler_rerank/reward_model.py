@@ -20,6 +20,7 @@ from ._deps import require
 from .formatting import EncodedInput, encode_rm_inputs
 from .packing import (
     ATTENTION_CHOICES,
+    MAX_ROW_TOKENS,
     ROW_BUCKET,
     Batching,
     Row,
@@ -207,7 +208,8 @@ class RewardModel:
             self._probe()
             if self.scoring_path == "packed-flex":
                 token = 1 if self.tokenizer.pad_token_id == 0 else 0
-                for length in (ROW_BUCKET, max(2 * ROW_BUCKET, bucket_floor(self.token_budget))):
+                longest = bucket_floor(min(self.token_budget, MAX_ROW_TOKENS))
+                for length in (ROW_BUCKET, max(2 * ROW_BUCKET, longest)):
                     self.score_token_ids([[token] * length])
             self.warmed_up = Warmup(self.scoring_path, time.perf_counter() - start, compiled_graphs() - graphs)
             return self.warmed_up
@@ -347,9 +349,10 @@ class RewardModel:
         )
 
     def _after_oom(self, row: Row) -> None:
-        """Out of memory on `row`: keep the budget at half its size from now on, and free the cached blocks."""
+        """Out of memory on `row`: keep the budget at most half its size from now on (rows planned before an earlier
+        OOM in the same call do not halve it twice), and free the cached blocks."""
         torch = require("torch", "hf")
-        self._oom_budget = max(1, min(self._oom_budget or row.tokens, row.tokens) // 2)
+        self._oom_budget = max(1, min(self._oom_budget or row.tokens, row.tokens // 2))
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
