@@ -48,12 +48,13 @@ def candidate_paths(packing: bool | None, attention: str, device: Any, packable:
         return ["padded"]
     cuda = device.type == "cuda"
     if attention == "flex":
-        return list(PATHS) if cuda else ["packed-flex", "padded"]
-    if attention == "sdpa":
-        return ["packed-sdpa", "padded"]
-    if cuda:
-        return list(PATHS)
-    return ["packed-sdpa", "padded"] if packing else ["padded"]
+        paths = list(PATHS) if cuda else ["packed-flex", "padded"]
+    elif attention == "sdpa" or not cuda:
+        paths = ["packed-sdpa", "padded"] if attention == "sdpa" or packing else ["padded"]
+    else:
+        paths = list(PATHS)
+    flex = require("transformers", "hf").utils.is_torch_flex_attn_available()
+    return paths if flex else [p for p in paths if p != "packed-flex"]  # a torch without it: no warning needed
 
 
 def _dispatch_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any) -> Any:
