@@ -1,12 +1,20 @@
-"""Entry-point detection and dependency-aware assembly (issue 16). The real-response fixture is still to come."""
+"""Entry-point detection and dependency-aware assembly (issue 16), and the callers that pass the prompt's
+entry point on (Reranker, JSONL select, evaluation) in lenient mode only."""
 
 from __future__ import annotations
 
 import ast
+import io
+import json
 
 from codescaler_rerank.assembly import assemble, code_regions, detect_entry_point
-from codescaler_rerank.datasets import load_bundled
+from codescaler_rerank.datasets import Problem, load_bundled
+from codescaler_rerank.evaluation import EvalConfig, PreferencePair, evaluate_best_of_n, evaluate_pairs
 from codescaler_rerank.extraction import extract_code
+from codescaler_rerank.jsonl_select import select_jsonl
+from codescaler_rerank.pipeline import extract_all
+from codescaler_rerank.reranker import Reranker
+from codescaler_rerank.reward_model import ScoredInput
 
 
 def test_entry_point_of_every_humaneval_prompt() -> None:
@@ -60,3 +68,68 @@ def test_extract_code_with_entry_point() -> None:
     unfenced = "Sure! def is below.\n\ndef top(xs):\n    return max(xs)\n\nHope it helps."
     assert extract_code(unfenced, entry_point="top").code == "def top(xs):\n    return max(xs)"
     assert extract_code(response, mode="strict", entry_point="top").reason == "multiple_code_blocks"
+
+
+PROMPT = "Write a function `top(xs)` that returns the most common element of xs."
+MULTI_BLOCK = (
+    "```python\nfrom collections import Counter\n```\n"
+    "```python\ndef top(xs):\n    return Counter(xs).most_common(1)[0][0]\n```\n"
+    "```python\nprint(top([1, 1, 2]))\n```\n"
+)
+ASSEMBLED = "from collections import Counter\n\ndef top(xs):\n    return Counter(xs).most_common(1)[0][0]"
+
+
+class RecordingScorer:
+    """Scores every program 1.0 and keeps the (prompt, code) pairs it was asked to score."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def score_pairs(self, pairs):
+        self.pairs.extend(pairs)
+        return [ScoredInput(1.0, 1, False) for _ in pairs]
+
+
+def test_reranker_select_and_jsonl_select_use_the_prompts_entry_point() -> None:
+    best = Reranker(reward_model=RecordingScorer()).select(PROMPT, [MULTI_BLOCK]).best
+    assert (best.code, best.valid, best.reason) == (ASSEMBLED, True, "ok")
+    scorer = RecordingScorer()
+    line = json.dumps({"prompt": PROMPT, "candidates": [MULTI_BLOCK]}).encode() + b"\n"
+    assert select_jsonl(Reranker(reward_model=scorer), io.BytesIO(line * 2), io.StringIO()) == (2, 0)
+    assert scorer.pairs == [(PROMPT, ASSEMBLED)] * 2
+    # A prompt that names no function: the last block that parses, as before.
+    assert Reranker(reward_model=RecordingScorer()).select("Count things.", [MULTI_BLOCK]).best.code == (
+        "print(top([1, 1, 2]))"
+    )
+
+
+def test_strict_and_paper_modes_ignore_the_entry_point() -> None:
+    for mode in ("strict", "paper"):
+        best = Reranker(reward_model=RecordingScorer(), mode=mode).select(PROMPT, [MULTI_BLOCK]).best
+        assert (best.code, best.valid) == ("", False)
+        assert extract_all([MULTI_BLOCK], "python", mode, PROMPT, "top") == [extract_code(MULTI_BLOCK, mode=mode)]
+
+
+def test_evaluation_uses_the_problems_entry_point_or_detects_it() -> None:
+    candidates = [MULTI_BLOCK, MULTI_BLOCK.replace("most_common(1)[0][0]", "most_common()[-1][0]")]
+    for entry_point, problem in ((None, PROMPT), ("top", "Most common element.")):
+        scorer = RecordingScorer()
+        pool = Problem(problem_id="p", problem=problem, entry_point=entry_point, candidates=candidates,
+                       labels=[True, False])
+        evaluate_best_of_n([pool], scorer, EvalConfig(ns=[1], public_tests="none", latency_samples=0))
+        assert scorer.pairs[0] == (problem, ASSEMBLED)
+    pair = PreferencePair(prompt=PROMPT, chosen=MULTI_BLOCK, rejected="```python\nx = 1\n```")
+    scorer = RecordingScorer()
+    evaluate_pairs([pair], scorer)
+    assert scorer.pairs[0] == (PROMPT, ASSEMBLED)
+
+
+def test_unclosed_reasoning_with_unfenced_code_and_an_entry_point() -> None:
+    truncated = "<think>\nThe user wants top. Let me write it:\n\ndef top(xs):\n    return max(xs, key=xs.count)\n\nWait, ties"
+    found = extract_code(truncated, entry_point="top")
+    assert (found.code, found.valid, found.reason) == ("def top(xs):\n    return max(xs, key=xs.count)", True,
+                                                       "code_in_reasoning")
+    assert extract_code(truncated, mode="strict", entry_point="top").reason == "empty_response"
+    assert extract_code(truncated, mode="paper", entry_point="top").reason == "no_code_block"
