@@ -133,3 +133,37 @@ def test_unclosed_reasoning_with_unfenced_code_and_an_entry_point() -> None:
                                                        "code_in_reasoning")
     assert extract_code(truncated, mode="strict", entry_point="top").reason == "empty_response"
     assert extract_code(truncated, mode="paper", entry_point="top").reason == "no_code_block"
+
+
+def test_companion_definitions_and_mutual_recursion_are_kept() -> None:
+    # HumanEval/38: the tests call encode_cyclic, which decode_cyclic never calls.
+    block = (
+        "def encode_cyclic(s):\n    return s[1:] + s[:1]\n\n"
+        "def decode_cyclic(s):\n    return s[-1:] + s[:-1]\n\n"
+        "def test():\n    assert decode_cyclic(encode_cyclic('abc')) == 'abc'\n\n"
+        "print(decode_cyclic('bca'))"
+    )
+    assert assemble([block], "decode_cyclic") == (
+        "def encode_cyclic(s):\n    return s[1:] + s[:1]\n\ndef decode_cyclic(s):\n    return s[-1:] + s[:-1]"
+    )
+    mutual = "def is_even(n):\n    return n == 0 or is_odd(n - 1)\n\ndef is_odd(n):\n    return n != 0 and is_even(n - 1)"
+    assert assemble(["def unrelated():\n    return 1", mutual], "is_even") == mutual
+
+
+def test_answer_in_prose_after_example_blocks() -> None:
+    """An unclosed fence in a list item ends with the list; the answer that follows is prose to markdown."""
+    response = (
+        "1. Example:\n   ```python\n   def other(x):\n       return x\n\n"
+        "# Code for the original problem:\ndef wanted(x):\n    return x + 1\n"
+    )
+    found = extract_code(response, entry_point="wanted")
+    assert (found.code, found.valid) == ("def wanted(x):\n    return x + 1", True)
+    assert extract_code(response).code == "def other(x):\n    return x"  # without the entry point: the block
+
+
+def test_unclosed_block_ends_at_a_fence_with_text_after_it() -> None:
+    response = "```python\ndef things():\n    return [5, 'foobar']\n````Develop an advanced Python program for..."
+    for entry_point in ("things", None):
+        found = extract_code(response, entry_point=entry_point)
+        assert (found.code, found.valid) == ("def things():\n    return [5, 'foobar']", True)
+    assert extract_code(response, mode="strict").reason == "unclosed_code_block"

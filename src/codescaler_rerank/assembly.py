@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,17 +89,28 @@ def code_regions(text: str) -> list[str]:
     return regions
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Statement:
-    """One top-level statement of one block: where it is, what it binds and which free names it uses."""
+    """One top-level statement of one block: where it is, what it binds and which free names it uses
+    (found on first use: most statements are never asked)."""
 
     block: int
     index: int
-    source: str
+    node: ast.stmt
+    lines: list[str]  # the block's lines
     binds: frozenset[str]
-    uses: frozenset[str]
     kind: str  # "future", "setup" (kept from the answer block), "import", "definition", "constant", "other"
     stub: bool = False  # a definition whose body is only `pass`, `...` or a docstring
+
+    @functools.cached_property
+    def uses(self) -> frozenset[str]:
+        return frozenset(_free_names(self.node))
+
+    @property
+    def source(self) -> str:
+        node = self.node
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        return "\n".join(self.lines[start - 1 : node.end_lineno]).rstrip()
 
 
 def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
@@ -138,11 +150,18 @@ def _answer_block(parsed: list[list[_Statement]], entry_point: str) -> int | Non
 
 
 def _closure(pool: list[_Statement], answer: list[_Statement], entry_point: str) -> set[_Statement]:
-    """The entry point's definition in the answer block plus every statement it reaches by name."""
+    """The entry point's definition in the answer block, the block's other definitions that do not run
+    the entry point (the answer's companions, such as HumanEval's `encode_cyclic` next to
+    `decode_cyclic`, which the tests call), and every statement they reach by name."""
     root = next(s for s in reversed(answer) if entry_point in s.binds and s.kind == "definition")
-    chosen = {root} | {s for s in answer if s.kind in ("future", "setup")}
-    pending = list(root.uses)
-    resolved = {entry_point}
+    companions = {
+        s
+        for s in answer
+        if s.kind == "definition" and not s.stub and entry_point not in s.binds and entry_point not in s.uses
+    }
+    chosen = {root} | companions | {s for s in answer if s.kind in ("future", "setup")}
+    pending = [name for s in (root, *companions) for name in s.uses]
+    resolved = {entry_point} | {name for s in companions for name in s.binds}
     while pending:
         name = pending.pop()
         if name in resolved:
@@ -157,9 +176,14 @@ def _closure(pool: list[_Statement], answer: list[_Statement], entry_point: str)
 
 def _provider(pool: list[_Statement], name: str, root: _Statement, entry_point: str) -> _Statement | None:
     """The statement that binds `name` for the answer: the answer block's last one before the root (or
-    after it), else the nearest one in another block, preferring earlier blocks. Statements that run
-    the entry point (examples, tests) never count."""
-    candidates = [s for s in pool if name in s.binds and s.kind != "other" and entry_point not in s.uses]
+    after it), else the nearest one in another block, preferring earlier blocks. Statements other than
+    definitions that run the entry point (examples, tests) never count; a definition that does is
+    mutual recursion, since the answer reaches it."""
+    candidates = [
+        s
+        for s in pool
+        if name in s.binds and s.kind != "other" and (s.kind == "definition" or entry_point not in s.uses)
+    ]
 
     def distance(s: _Statement) -> tuple[int, int, int]:
         if s.block == root.block:
@@ -178,11 +202,8 @@ def _statements(block: int, code: str) -> list[_Statement]:
     lines = code.split("\n")
     statements = []
     for index, node in enumerate(tree.body):
-        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        source = "\n".join(lines[start - 1 : node.end_lineno]).rstrip()
         kind, binds = _kind(node)
-        uses = frozenset(_free_names(node))
-        statements.append(_Statement(block, index, source, frozenset(binds), uses, kind, _is_stub(node)))
+        statements.append(_Statement(block, index, node, lines, frozenset(binds), kind, _is_stub(node)))
     return statements
 
 
@@ -208,22 +229,31 @@ def _kind(node: ast.stmt) -> tuple[str, set[str]]:
 
 
 def _free_names(node: ast.stmt) -> set[str]:
-    """Names a statement reads that it does not bind itself (its parameters and locals are not free)."""
-    loaded, stored = set(), set()
-    for child in ast.walk(node):
-        if isinstance(child, ast.Name):
-            (loaded if isinstance(child.ctx, ast.Load) else stored).add(child.id)
-        elif isinstance(child, ast.arg):
-            stored.add(child.arg)
-        elif isinstance(child, _DEFINITION) and child is not node:
-            stored.add(child.name)
-        elif isinstance(child, ast.Global):
-            loaded.update(child.names)
-    return loaded - (stored - _globals(node))
-
-
-def _globals(node: ast.stmt) -> set[str]:
-    return {name for child in ast.walk(node) if isinstance(child, ast.Global) for name in child.names}
+    """Names a statement reads that it does not bind itself (its parameters and locals are not free).
+    One walk by hand (this is the hot loop of assembly; `ast.walk` costs twice as much)."""
+    loaded, stored, declared = set(), set(), set()
+    stack: list[ast.AST] = [node]
+    while stack:
+        child = stack.pop()
+        kind = type(child)
+        if kind is ast.Name:
+            (loaded if type(child.ctx) is ast.Load else stored).add(child.id)  # type: ignore[attr-defined]
+            continue
+        if kind is ast.Constant:
+            continue
+        if kind is ast.arg:
+            stored.add(child.arg)  # type: ignore[attr-defined]
+        elif kind in _DEFINITION and child is not node:
+            stored.add(child.name)  # type: ignore[attr-defined]
+        elif kind is ast.Global:
+            declared.update(child.names)  # type: ignore[attr-defined]
+        for field in child._fields:
+            value = getattr(child, field, None)
+            if isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, ast.AST))
+            elif isinstance(value, ast.AST):
+                stack.append(value)
+    return (loaded | declared) - (stored - declared)
 
 
 def _calls_print_or_input(node: ast.stmt) -> bool:

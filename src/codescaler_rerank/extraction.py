@@ -74,6 +74,7 @@ _MAX_PREFIX = 80
 _DEEP_PREFIX = re.compile(rb"^[ \t>*+\-.)0-9]{%d,}" % (_MAX_PREFIX + 1), re.MULTILINE)
 _BLANK_RUN = re.compile(rb"\n{8,}")
 _MD_CONTAINERS = frozenset({"document", "section", "list", "list_item", "block_quote"})
+_STRAY_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
 _INFO_SEPARATORS = re.compile(r"[\s{}:,;]+")
 _PY_TRIVIA = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER})
 
@@ -161,12 +162,23 @@ def normalize_code(code: str, language: str | None) -> str:
 def _lenient_answer(answer: str, target: str | None, entry_point: str | None) -> Extraction:
     """Lenient extraction from an answer without reasoning: with a Python entry point, the assembled answer
     (`assembly.assemble` over the Python blocks, else over the code in the prose); else `_lenient`."""
-    blocks = _fenced_blocks(utf8(answer))
+    blocks = [_cut_at_stray_fence(block) for block in _fenced_blocks(utf8(answer))]
     if entry_point and target == "python" and len(blocks) <= MAX_BLOCKS:
         python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
-        if (code := assemble(python or code_regions(answer), entry_point)) is not None:
+        code = assemble(python, entry_point) if python else None
+        if code is None:  # no block defines it: also the code in the prose (after a list item's fence, say)
+            code = assemble(python + code_regions(answer), entry_point)
+        if code is not None:
             return Extraction(code=code, language="python", valid=True, reason="ok")
     return _lenient(blocks, answer, target, Budget())
+
+
+def _cut_at_stray_fence(block: _Block) -> _Block:
+    """An unclosed block ends at a fence line with text after it ("```Now..."), which markdown does not
+    take for a closing fence but a model meant as one."""
+    if block.closed or not (stray := _STRAY_FENCE.search(block.code)):
+        return block
+    return _Block(tag=block.tag, code=block.code[: stray.start()].rstrip(), closed=False)
 
 
 def _strict(blocks: list[_Block], target: str | None, budget: Budget) -> Extraction:
