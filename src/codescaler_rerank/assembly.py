@@ -18,7 +18,7 @@ import ast
 import builtins
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ._syntax import python_tree
@@ -29,6 +29,7 @@ MAX_TOTAL_BYTES = 64 << 10
 _MAX_PROMPT_CHARS = 200_000
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_WORD = re.compile(_IDENT)
 # A top-level `def name(` / `class name` in the prompt's code (HumanEval, MBPP-typed, starter code).
 _PROMPT_DEF = re.compile(rf"^(?:async\s+)?def\s+({_IDENT})\s*\(|^class\s+({_IDENT})\b", re.MULTILINE)
 # "a function `median(xs)`", "function called fib(n)", "a method named `solve`", "def f(".
@@ -91,8 +92,8 @@ def code_regions(text: str) -> list[str]:
 
 @dataclass(eq=False)
 class _Statement:
-    """One top-level statement of one block: where it is, what it binds and which free names it uses
-    (found on first use: most statements are never asked)."""
+    """One top-level statement of one block: where it is, what it binds and (`reads`) which free names
+    it uses, found only when asked: most statements never are."""
 
     block: int
     index: int
@@ -103,14 +104,21 @@ class _Statement:
     stub: bool = False  # a definition whose body is only `pass`, `...` or a docstring
 
     @functools.cached_property
-    def uses(self) -> frozenset[str]:
-        return frozenset(_free_names(self.node))
-
-    @property
     def source(self) -> str:
         node = self.node
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         return "\n".join(self.lines[start - 1 : node.end_lineno]).rstrip()
+
+    @functools.cached_property
+    def _words(self) -> frozenset[str] | None:
+        """The identifiers in the source text; None unless it is ASCII (the parser NFKC-normalises names)."""
+        return frozenset(_WORD.findall(self.source)) if self.source.isascii() else None
+
+    def reads(self, names: Collection[str]) -> set[str]:
+        """The names among `names` that the statement reads free. The walk of its tree (`_free_names`)
+        is skipped when none of them occurs in its text."""
+        maybe = set(names) if self._words is None else self._words.intersection(names)
+        return maybe & _free_names(self.node) if maybe else maybe
 
 
 def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
@@ -118,80 +126,114 @@ def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
     None if no block defines it (or there is no entry point)."""
     if not entry_point:
         return None
-    parsed, left = [], MAX_TOTAL_BYTES
-    for i, code in enumerate(blocks):
+    kept, left = [], MAX_TOTAL_BYTES
+    for code in blocks:
         left -= len(code.encode("utf-8", "replace"))
         if left < 0:
             break
-        parsed.append(_statements(i, code))
-    answer = _answer_block(parsed, entry_point)
+        kept.append(code)
+    pool = _Pool(kept)
+    answer = pool.answer_block(entry_point)
     if answer is None:
         return None
-    pool = [statement for statements in parsed for statement in statements]
-    chosen = _closure(pool, parsed[answer], entry_point)
+    chosen = _closure(pool, answer, entry_point)
     order = ("future", "import")
     ordered = sorted(chosen, key=lambda s: (order.index(s.kind) if s.kind in order else 2, s.block, s.index))
+    if ordered == pool.statements(answer):  # the whole answer block, in order: as written (it parses)
+        return kept[answer]
     code = "\n\n".join(statement.source for statement in ordered)
     return code if python_tree(code) is not None else None
 
 
-def _answer_block(parsed: list[list[_Statement]], entry_point: str) -> int | None:
-    """The last block defining `entry_point` with a real body; else the last defining it at all."""
-    defining = [
-        (i, statement)
-        for i, statements in enumerate(parsed)
-        for statement in statements
-        if entry_point in statement.binds and statement.kind == "definition"
-    ]
-    if not defining:
+class _Pool:
+    """The statements of a response's blocks, each block parsed when first needed: a block is read only
+    if its text could define the entry point or bind a name the answer needs."""
+
+    def __init__(self, blocks: list[str]) -> None:
+        self.blocks = blocks
+        self._parsed: dict[int, list[_Statement]] = {}
+        self._words: dict[int, frozenset[str]] = {}
+
+    def statements(self, block: int) -> list[_Statement]:
+        if block not in self._parsed:
+            self._parsed[block] = _statements(block, self.blocks[block])
+        return self._parsed[block]
+
+    def words(self, block: int) -> frozenset[str]:
+        """The identifiers in the block's text: every name it binds is one (a superset for non-ASCII)."""
+        if block not in self._words:
+            self._words[block] = frozenset(_WORD.findall(self.blocks[block]))
+        return self._words[block]
+
+    def answer_block(self, entry_point: str) -> int | None:
+        """The last block defining `entry_point` with a real body; else the last defining it at all."""
+        definition = re.compile(rf"\b(?:def|class)[\s\\]+{re.escape(entry_point)}\b")
+        defining = [
+            (i, statement)
+            for i, code in enumerate(self.blocks)
+            if not code.isascii() or definition.search(code)
+            for statement in self.statements(i)
+            if entry_point in statement.binds and statement.kind == "definition"
+        ]
+        real = [i for i, statement in defining if not statement.stub]
+        return (real or [i for i, _ in defining] or [None])[-1]
+
+    def names_elsewhere(self, block: int) -> set[str]:
+        """Every name another block could bind (their identifiers) and all that `block` binds."""
+        names = {name for statement in self.statements(block) for name in statement.binds}
+        for other in range(len(self.blocks)):
+            if other != block:
+                names |= self.words(other)
+        return names
+
+    def provider(self, name: str, root: _Statement, entry_point: str) -> _Statement | None:
+        """The statement that binds `name` for the answer: the answer block's last one before the root
+        (else its first after it), else the first in the nearest other block, earlier blocks first.
+        Statements other than definitions that run the entry point (examples, tests) never count; a
+        definition that does is mutual recursion, since the answer reaches it."""
+        before = range(root.block - 1, -1, -1)
+        after = range(root.block + 1, len(self.blocks))
+        for block in (root.block, *before, *after):
+            if block != root.block and self.blocks[block].isascii() and name not in self.words(block):
+                continue
+            candidates = [
+                s
+                for s in self.statements(block)
+                if name in s.binds and s.kind != "other" and (s.kind == "definition" or not s.reads((entry_point,)))
+            ]
+            if candidates and block == root.block:
+                earlier = [s for s in candidates if s.index < root.index]
+                return earlier[-1] if earlier else candidates[0]
+            if candidates:
+                return candidates[0]
         return None
-    real = [i for i, statement in defining if not statement.stub]
-    return (real or [i for i, _ in defining])[-1]
 
 
-def _closure(pool: list[_Statement], answer: list[_Statement], entry_point: str) -> set[_Statement]:
+def _closure(pool: _Pool, answer: int, entry_point: str) -> set[_Statement]:
     """The entry point's definition in the answer block, the block's other definitions that do not run
     the entry point (the answer's companions, such as HumanEval's `encode_cyclic` next to
     `decode_cyclic`, which the tests call), and every statement they reach by name."""
-    root = next(s for s in reversed(answer) if entry_point in s.binds and s.kind == "definition")
+    statements = pool.statements(answer)
+    root = next(s for s in reversed(statements) if entry_point in s.binds and s.kind == "definition")
     companions = {
         s
-        for s in answer
-        if s.kind == "definition" and not s.stub and entry_point not in s.binds and entry_point not in s.uses
+        for s in statements
+        if s.kind == "definition" and not s.stub and entry_point not in s.binds and not s.reads((entry_point,))
     }
-    chosen = {root} | companions | {s for s in answer if s.kind in ("future", "setup")}
-    pending = [name for s in (root, *companions) for name in s.uses]
+    chosen = {root} | companions | {s for s in statements if s.kind in ("future", "setup")}
     resolved = {entry_point} | {name for s in companions for name in s.binds}
+    bound = pool.names_elsewhere(answer) - resolved  # only these names can have a provider
+    pending = [name for s in (root, *companions) for name in s.reads(bound)]
     while pending:
         name = pending.pop()
         if name in resolved:
             continue
         resolved.add(name)
-        provider = _provider(pool, name, root, entry_point)
+        provider = pool.provider(name, root, entry_point)
         if provider is not None and provider not in chosen:
             chosen.add(provider)
-            pending.extend(provider.uses)
+            pending.extend(provider.reads(bound - resolved))
     return chosen
-
-
-def _provider(pool: list[_Statement], name: str, root: _Statement, entry_point: str) -> _Statement | None:
-    """The statement that binds `name` for the answer: the answer block's last one before the root (or
-    after it), else the nearest one in another block, preferring earlier blocks. Statements other than
-    definitions that run the entry point (examples, tests) never count; a definition that does is
-    mutual recursion, since the answer reaches it."""
-    candidates = [
-        s
-        for s in pool
-        if name in s.binds and s.kind != "other" and (s.kind == "definition" or entry_point not in s.uses)
-    ]
-
-    def distance(s: _Statement) -> tuple[int, int, int]:
-        if s.block == root.block:
-            return (0, 0 if s.index < root.index else 1, -s.index if s.index < root.index else s.index)
-        before = s.block < root.block
-        return (1, 0 if before else 1, root.block - s.block if before else s.block - root.block)
-
-    return min(candidates, key=distance, default=None)
 
 
 def _statements(block: int, code: str) -> list[_Statement]:
