@@ -127,7 +127,9 @@ def test_evaluation_uses_the_problems_entry_point_or_detects_it() -> None:
 
 
 def test_unclosed_reasoning_with_unfenced_code_and_an_entry_point() -> None:
-    truncated = "<think>\nThe user wants top. Let me write it:\n\ndef top(xs):\n    return max(xs, key=xs.count)\n\nWait, ties"
+    truncated = (
+        "<think>\nThe user wants top. Let me write it:\n\ndef top(xs):\n    return max(xs, key=xs.count)\n\nWait, ties"
+    )
     found = extract_code(truncated, entry_point="top")
     assert (found.code, found.valid, found.reason) == ("def top(xs):\n    return max(xs, key=xs.count)", True,
                                                        "code_in_reasoning")
@@ -146,7 +148,10 @@ def test_companion_definitions_and_mutual_recursion_are_kept() -> None:
     assert assemble([block], "decode_cyclic") == (
         "def encode_cyclic(s):\n    return s[1:] + s[:1]\n\ndef decode_cyclic(s):\n    return s[-1:] + s[:-1]"
     )
-    mutual = "def is_even(n):\n    return n == 0 or is_odd(n - 1)\n\ndef is_odd(n):\n    return n != 0 and is_even(n - 1)"
+    mutual = (
+        "def is_even(n):\n    return n == 0 or is_odd(n - 1)\n\n"
+        "def is_odd(n):\n    return n != 0 and is_even(n - 1)"
+    )
     assert assemble(["def unrelated():\n    return 1", mutual], "is_even") == mutual
 
 

@@ -65,7 +65,8 @@ def code_regions(text: str) -> list[str]:
     """The runs of Python in unfenced text (prose around code, code inside reasoning), each valid.
 
     A run starts at a line such as `def`, `class`, `import` or `NAME = ...` and goes on over blank,
-    indented and comment lines; up to `_MAX_TRIMS` trailing lines are dropped until it parses. At most
+    indented and comment lines, less its trailing blank and comment lines; up to `_MAX_TRIMS` more
+    trailing lines are dropped until it parses. At most
     `MAX_TOTAL_BYTES` of parsing in all. A run that never parses is retried from its next line."""
     lines, regions, left, i = text.split("\n"), [], MAX_TOTAL_BYTES, 0
     while i < len(lines) and left > 0:
@@ -77,8 +78,11 @@ def code_regions(text: str) -> list[str]:
             not lines[end].strip() or lines[end].startswith(_CODE_CONTINUATION) or _CODE_START.match(lines[end])
         ):
             end += 1
+        last = end  # without trailing blank and comment lines ("# Test it:" before the example calls)
+        while last > i + 1 and (not lines[last - 1].strip() or lines[last - 1].lstrip().startswith("#")):
+            last -= 1
         found = False
-        for stop in range(end, max(i, end - _MAX_TRIMS), -1):
+        for stop in range(last, max(i, last - _MAX_TRIMS), -1):
             code = "\n".join(lines[i:stop]).rstrip()
             left -= len(code)
             if left < 0:

@@ -74,6 +74,7 @@ _MAX_PREFIX = 80
 _DEEP_PREFIX = re.compile(rb"^[ \t>*+\-.)0-9]{%d,}" % (_MAX_PREFIX + 1), re.MULTILINE)
 _BLANK_RUN = re.compile(rb"\n{8,}")
 _MD_CONTAINERS = frozenset({"document", "section", "list", "list_item", "block_quote"})
+_FIRST_LINE = re.compile(r"((?:[ \t]*\n)*)([ \t]+)(?=\S)")
 _STRAY_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
 _INFO_SEPARATORS = re.compile(r"[\s{}:,;]+")
 _PY_TRIVIA = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER})
@@ -85,10 +86,10 @@ class Extraction(BaseModel):
     """The program extracted from a response and whether it is syntactically valid.
 
     `reason` is "ok" when valid, or "code_in_reasoning" (valid, flagged: in lenient mode, a response cut off
-    inside an unclosed `<think>` gives the code found in that reasoning), else one of: empty_response, no_code_block, multiple_code_blocks,
-    unclosed_code_block, wrong_language, syntax_error, unknown_language, too_long (a counted limit:
-    MAX_RESPONSE_BYTES, MAX_BLOCKS, or a parse cost in `_syntax`), parse_failed (the parse worker crashed on
-    hostile code).
+    inside an unclosed `<think>` gives the code found in that reasoning), else one of: empty_response,
+    no_code_block, multiple_code_blocks, unclosed_code_block, wrong_language, syntax_error, unknown_language,
+    too_long (a counted limit: MAX_RESPONSE_BYTES, MAX_BLOCKS, or a parse cost in `_syntax`), parse_failed
+    (the parse worker crashed on hostile code).
     """
 
     code: str
@@ -163,6 +164,8 @@ def _lenient_answer(answer: str, target: str | None, entry_point: str | None) ->
     """Lenient extraction from an answer without reasoning: with a Python entry point, the assembled answer
     (`assembly.assemble` over the Python blocks, else over the code in the prose); else `_lenient`."""
     blocks = [_cut_at_stray_fence(block) for block in _fenced_blocks(utf8(answer))]
+    if not blocks:
+        answer = _unindent_first_line(answer)
     if entry_point and target == "python" and len(blocks) <= MAX_BLOCKS:
         python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
         code = assemble(python, entry_point) if python else None
@@ -171,6 +174,19 @@ def _lenient_answer(answer: str, target: str | None, entry_point: str | None) ->
         if code is not None:
             return Extraction(code=code, language="python", valid=True, reason="ok")
     return _lenient(blocks, answer, target, Budget())
+
+
+def _unindent_first_line(text: str) -> str:
+    """' def f(x):\n    return x\nprint(f(1))' (a leading space the tokenizer gave the first word): the first
+    line loses an indentation that some later line lacks."""
+    first = _FIRST_LINE.match(text)
+    if first is None:
+        return text
+    indent = len(first[2])
+    rest = text[first.end() :].split("\n")[1:]
+    if any(line.strip() and len(line) - len(line.lstrip(" \t")) < indent for line in rest):
+        return text[: first.start(2)] + text[first.end(2) :]
+    return text
 
 
 def _cut_at_stray_fence(block: _Block) -> _Block:
