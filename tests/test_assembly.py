@@ -172,3 +172,9 @@ def test_unclosed_block_ends_at_a_fence_with_text_after_it() -> None:
         found = extract_code(response, entry_point=entry_point)
         assert (found.code, found.valid) == ("def things():\n    return [5, 'foobar']", True)
     assert extract_code(response, mode="strict").reason == "unclosed_code_block"
+
+
+def test_code_before_empty_fences_with_the_first_line_indented() -> None:
+    response = " def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n\nprint(fact(5))\n\n```\n\n```\n\n```\n"
+    found = extract_code(response, entry_point="fact")
+    assert (found.code, found.valid) == ("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)", True)

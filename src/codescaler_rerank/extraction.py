@@ -170,7 +170,7 @@ def _lenient_answer(answer: str, target: str | None, entry_point: str | None) ->
         python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
         code = assemble(python, entry_point) if python else None
         if code is None:  # no block defines it: also the code in the prose (after a list item's fence, say)
-            code = assemble(python + code_regions(answer), entry_point)
+            code = assemble(python + code_regions(_unindent_first_line(answer)), entry_point)
         if code is not None:
             return Extraction(code=code, language="python", valid=True, reason="ok")
     return _lenient(blocks, answer, target, Budget())
