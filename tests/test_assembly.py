@@ -153,6 +153,9 @@ def test_companion_definitions_and_mutual_recursion_are_kept() -> None:
         "def is_odd(n):\n    return n != 0 and is_even(n - 1)"
     )
     assert assemble(["def unrelated():\n    return 1", mutual], "is_even") == mutual
+    # Program I/O is not a constant the answer needs.
+    block = "n = int(input())\nK = 3\n\ndef f():\n    return n + K"
+    assert assemble([block], "f") == "K = 3\n\ndef f():\n    return n + K"
 
 
 def test_answer_in_prose_after_example_blocks() -> None:

@@ -38,7 +38,8 @@ _PROSE_DEF = re.compile(
 )
 # An example the prompt gives: `assert name(...)` (MBPP's test list).
 _ASSERT_CALL = re.compile(rf"\bassert\s+(?:not\s+)?\(?\s*({_IDENT})\s*\(")
-_NOT_ENTRY = frozenset(dir(builtins)) | {"math", "sorted", "set", "round", "abs"}
+_BUILTINS = frozenset(dir(builtins))
+_NOT_ENTRY = _BUILTINS | {"math"}
 # A line that can start a top-level Python statement worth keeping (prose rarely starts like this).
 _CODE_START = re.compile(rf"(?:(?:async\s+)?def|class|import|from|@)\b|{_IDENT}(?:\.{_IDENT})*\s*(?::[^=\n]*)?=[^=]")
 _CODE_CONTINUATION = ("#", ")", "]", "}", " ", "\t")
@@ -105,6 +106,7 @@ class _Statement:
     lines: list[str]  # the block's lines
     binds: frozenset[str]
     kind: str  # "future", "setup" (kept from the answer block), "import", "definition", "constant", "other"
+    # ("constant": an assignment at the top level; one that does I/O never provides a name)
     stub: bool = False  # a definition whose body is only `pass`, `...` or a docstring
 
     @functools.cached_property
@@ -117,6 +119,13 @@ class _Statement:
     def _words(self) -> frozenset[str] | None:
         """The identifiers in the source text; None unless it is ASCII (the parser NFKC-normalises names)."""
         return frozenset(_WORD.findall(self.source)) if self.source.isascii() else None
+
+    @functools.cached_property
+    def does_io(self) -> bool:
+        """True for statements such as `x = input()` or `r = print(...)`: program I/O, not a constant."""
+        if self._words is not None and "print" not in self._words and "input" not in self._words:
+            return False
+        return _calls_print_or_input(self.node)
 
     def reads(self, names: Collection[str]) -> set[str]:
         """The names among `names` that the statement reads free. The walk of its tree (`_free_names`)
@@ -156,54 +165,73 @@ class _Pool:
     def __init__(self, blocks: list[str]) -> None:
         self.blocks = blocks
         self._parsed: dict[int, list[_Statement]] = {}
+        self._binders: dict[int, dict[str, list[_Statement]]] = {}
         self._words: dict[int, frozenset[str]] = {}
 
     def statements(self, block: int) -> list[_Statement]:
         if block not in self._parsed:
             self._parsed[block] = _statements(block, self.blocks[block])
+            binders = self._binders[block] = {}
+            for statement in self._parsed[block]:
+                for name in statement.binds:
+                    binders.setdefault(name, []).append(statement)
         return self._parsed[block]
 
+    def binders(self, block: int, name: str) -> list[_Statement]:
+        """The block's statements that bind `name`, in order."""
+        self.statements(block)
+        return self._binders[block].get(name, [])
+
     def words(self, block: int) -> frozenset[str]:
-        """The identifiers in the block's text: every name it binds is one (a superset for non-ASCII)."""
+        """The identifiers in the block's text, a superset of the names it binds (for non-ASCII text, the
+        names its statements bind: the parser NFKC-normalises identifiers)."""
         if block not in self._words:
-            self._words[block] = frozenset(_WORD.findall(self.blocks[block]))
+            code = self.blocks[block]
+            if code.isascii():
+                self._words[block] = frozenset(_WORD.findall(code))
+            else:
+                self._words[block] = frozenset(name for s in self.statements(block) for name in s.binds)
         return self._words[block]
 
     def answer_block(self, entry_point: str) -> int | None:
-        """The last block defining `entry_point` with a real body; else the last defining it at all."""
+        """The last block defining `entry_point` with a real body; else the last defining it at all.
+        Blocks are read from the last one back, only those whose text could define it."""
         definition = re.compile(rf"\b(?:def|class)[\s\\]+{re.escape(entry_point)}\b")
-        defining = [
-            (i, statement)
-            for i, code in enumerate(self.blocks)
-            if not code.isascii() or definition.search(code)
-            for statement in self.statements(i)
-            if entry_point in statement.binds and statement.kind == "definition"
-        ]
-        real = [i for i, statement in defining if not statement.stub]
-        return (real or [i for i, _ in defining] or [None])[-1]
+        stub_only = None
+        for i in range(len(self.blocks) - 1, -1, -1):
+            if self.blocks[i].isascii() and not definition.search(self.blocks[i]):
+                continue
+            defining = [s for s in self.binders(i, entry_point) if s.kind == "definition"]
+            if any(not s.stub for s in defining):
+                return i
+            if defining and stub_only is None:
+                stub_only = i
+        return stub_only
 
     def names_elsewhere(self, block: int) -> set[str]:
-        """Every name another block could bind (their identifiers) and all that `block` binds."""
-        names = {name for statement in self.statements(block) for name in statement.binds}
+        """All that `block` binds and every name another block could bind (their identifiers), less the
+        builtins: `len` or `print` in the answer is the builtin, whatever an example block rebinds."""
+        names = set()
         for other in range(len(self.blocks)):
             if other != block:
                 names |= self.words(other)
-        return names
+        return (names - _BUILTINS) | {name for statement in self.statements(block) for name in statement.binds}
 
     def provider(self, name: str, root: _Statement, entry_point: str) -> _Statement | None:
         """The statement that binds `name` for the answer: the answer block's last one before the root
         (else its first after it), else the first in the nearest other block, earlier blocks first.
-        Statements other than definitions that run the entry point (examples, tests) never count; a
-        definition that does is mutual recursion, since the answer reaches it."""
+        Statements other than definitions that run the entry point (examples, tests) or do I/O
+        (`n = int(input())`) never count; a definition that runs it is mutual recursion, since the
+        answer reaches it."""
         before = range(root.block - 1, -1, -1)
         after = range(root.block + 1, len(self.blocks))
         for block in (root.block, *before, *after):
-            if block != root.block and self.blocks[block].isascii() and name not in self.words(block):
+            if block != root.block and (name in _BUILTINS or name not in self.words(block)):
                 continue
             candidates = [
                 s
-                for s in self.statements(block)
-                if name in s.binds and s.kind != "other" and (s.kind == "definition" or not s.reads((entry_point,)))
+                for s in self.binders(block, name)
+                if s.kind != "other" and (s.kind == "definition" or not (s.does_io or s.reads((entry_point,))))
             ]
             if candidates and block == root.block:
                 earlier = [s for s in candidates if s.index < root.index]
@@ -236,7 +264,7 @@ def _closure(pool: _Pool, answer: int, entry_point: str) -> set[_Statement]:
         provider = pool.provider(name, root, entry_point)
         if provider is not None and provider not in chosen:
             chosen.add(provider)
-            pending.extend(provider.reads(bound - resolved))
+            pending.extend(provider.reads(bound))
     return chosen
 
 
@@ -269,7 +297,7 @@ def _kind(node: ast.stmt) -> tuple[str, set[str]]:
     elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
         targets = [node.target]
     names = {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
-    if names and not _calls_print_or_input(node):
+    if names:  # `x = input()` too: `_Statement.does_io` tells, when it is asked
         return "constant", names
     return "other", set()
 
