@@ -7,10 +7,12 @@ import ast
 import io
 import json
 
+import pytest
+
 from codescaler_rerank.assembly import assemble, code_regions, detect_entry_point
 from codescaler_rerank.datasets import Problem, load_bundled
 from codescaler_rerank.evaluation import EvalConfig, PreferencePair, evaluate_best_of_n, evaluate_pairs
-from codescaler_rerank.extraction import extract_code
+from codescaler_rerank.extraction import VALID_REASONS, extract_code
 from codescaler_rerank.jsonl_select import select_jsonl
 from codescaler_rerank.pipeline import extract_all
 from codescaler_rerank.reranker import Reranker
@@ -181,3 +183,27 @@ def test_code_before_empty_fences_with_the_first_line_indented() -> None:
     response = " def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n\nprint(fact(5))\n\n```\n\n```\n\n```\n"
     found = extract_code(response, entry_point="fact")
     assert (found.code, found.valid) == ("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)", True)
+
+
+HOSTILE = [
+    "```python\n"
+    + "\n".join(["x0 = 1", *(f"x{i} = x{i - 1} + 1" for i in range(1, 3500))])
+    + "\ndef f():\n    return x3499\n```",
+    "".join(f"```python\ndef g{i}():\n    return g{i - 1}()\n```\n" for i in range(1, 600))
+    + "```py\ndef f():\n    return g599()\n```",
+    ("x = (\n# c\n" * 100_000)[:1_000_000],
+    ("def f():\n    return g()\n" * 50_000)[:1_000_000],
+    "```python\n" + "def f():\n    return [" * 300 + "\n```",
+    "```python\n" + "a = b = " * 5_000 + "f = 1\n```",
+    "```python\ndef f(x):\n    return x\n```" + "```python\nf = f(1)\n```" * 600,
+    "<think>\n" + "def f(:\n" * 10_000,
+    "def \u0192(x):\n    return x\n\ndef f(x):\n    return \u0192(x)",  # a non-ASCII identifier
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_responses_with_an_entry_point(text: str) -> None:
+    found = extract_code(text, entry_point="f")
+    assert found.valid == (found.reason in VALID_REASONS)
+    if found.valid:
+        ast.parse(found.code)
