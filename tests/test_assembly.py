@@ -13,6 +13,7 @@ from codescaler_rerank.assembly import assemble, code_regions, detect_entry_poin
 from codescaler_rerank.datasets import Problem, load_bundled
 from codescaler_rerank.evaluation import EvalConfig, PreferencePair, evaluate_best_of_n, evaluate_pairs
 from codescaler_rerank.extraction import VALID_REASONS, extract_code
+from codescaler_rerank.integrations.rewards import score_responses
 from codescaler_rerank.jsonl_select import select_jsonl
 from codescaler_rerank.pipeline import extract_all
 from codescaler_rerank.reranker import Reranker
@@ -126,6 +127,13 @@ def test_evaluation_uses_the_problems_entry_point_or_detects_it() -> None:
     scorer = RecordingScorer()
     evaluate_pairs([pair], scorer)
     assert scorer.pairs[0] == (PROMPT, ASSEMBLED)
+
+
+def test_rl_rewards_use_the_entry_point_in_lenient_mode_only() -> None:
+    scorer = RecordingScorer()
+    lenient = score_responses(scorer, [PROMPT, PROMPT], [MULTI_BLOCK, "no code"], mode="lenient")
+    assert [s.valid for s in lenient] == [True, False] and scorer.pairs == [(PROMPT, ASSEMBLED)]
+    assert not score_responses(RecordingScorer(), [PROMPT], [MULTI_BLOCK])[0].valid  # paper: three blocks
 
 
 def test_unclosed_reasoning_with_unfenced_code_and_an_entry_point() -> None:
