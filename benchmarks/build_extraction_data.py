@@ -1,7 +1,7 @@
 """Build the set of real model responses used by `extraction_real.py` (issue 16), reproducibly.
 
-Sources (see benchmarks/EXTRACTION_DATA.md for provenance and licences), read from bare git snapshots
-(`fetch` tool: /work/.mirror/<owner>+<name>/repo) at the commits pinned below:
+Sources (see benchmarks/EXTRACTION_DATA.md for provenance and licences), read from bare git clones
+(`--mirrors DIR`, holding `<owner>+<name>/repo`; default /work/.mirror) at the commits pinned below:
 
 * MapCoder (MIT): single-turn responses (Direct, CoT, Analogical prompting) of ChatGPT, GPT-4-Turbo
   and Gemini on HumanEval and MBPP (MultiPL-E typed prompts with their tests). The first response of
@@ -12,7 +12,8 @@ Sources (see benchmarks/EXTRACTION_DATA.md for provenance and licences), read fr
 Each output row: id, source, model, benchmark, task_id, prompt, response, entry_point, prelude (the
 imports of the prompt's code, run before every extractor's code), tests (assert-style, complete).
 
-    python benchmarks/build_extraction_data.py --out benchmarks/data/extraction_real.jsonl.gz
+    python benchmarks/build_extraction_data.py --out benchmarks/data/extraction_real.jsonl.gz \
+        --sample tests/data/extraction_sample.jsonl.gz
 """
 
 from __future__ import annotations
@@ -64,15 +65,15 @@ def _same(got, expected, any_of):
 '''
 
 
-def git_show(repo: str, commit: str, path: str) -> bytes:
-    git_dir = MIRRORS / repo.replace("/", "+") / "repo"
+def git_show(mirrors: Path, repo: str, commit: str, path: str) -> bytes:
+    git_dir = mirrors / repo.replace("/", "+") / "repo"
     return subprocess.run(
         ["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"], check=True, capture_output=True
     ).stdout
 
 
-def git_ls(repo: str, commit: str) -> list[str]:
-    git_dir = MIRRORS / repo.replace("/", "+") / "repo"
+def git_ls(mirrors: Path, repo: str, commit: str) -> list[str]:
+    git_dir = mirrors / repo.replace("/", "+") / "repo"
     out = subprocess.run(
         ["git", "--git-dir", str(git_dir), "ls-tree", "-r", "--name-only", commit], check=True, capture_output=True
     ).stdout.decode()
@@ -90,12 +91,12 @@ def prompt_imports(prompt: str) -> str:
     return "\n".join("\n".join(lines[n.lineno - 1 : n.end_lineno]) for n in imports)
 
 
-def mapcoder_rows() -> list[dict]:
+def mapcoder_rows(mirrors: Path) -> list[dict]:
     humaneval = {p.problem_id: p for p in load_bundled("humaneval")}
     repo, commit = MAPCODER
     rows = []
     for path, model, style, benchmark, limit in MAPCODER_FILES:
-        records = [json.loads(line) for line in git_show(repo, commit, "final-results/" + path).splitlines()]
+        records = [json.loads(line) for line in git_show(mirrors, repo, commit, "final-results/" + path).splitlines()]
         for record in records[:limit]:
             responses = record["responses"]
             if not responses or not isinstance(responses[0], str):
@@ -145,13 +146,13 @@ def canaicode_tests(entry: str, checks: list[dict]) -> str | None:
     return CANAICODE_HARNESS.format(entry=entry) + "\n" + "\n".join(asserts) + "\n"
 
 
-def canaicode_rows() -> list[dict]:
+def canaicode_rows(mirrors: Path) -> list[dict]:
     repo, commit = CANAICODE
     rows = []
-    for path in sorted(p for p in git_ls(repo, commit) if p.startswith("results/") and p.endswith(".ndjson")):
+    for path in sorted(p for p in git_ls(mirrors, repo, commit) if p.startswith("results/") and p.endswith(".ndjson")):
         interview = "senior" if "eval_senior" in path else "junior-v2"
         choices = []
-        for line in git_show(repo, commit, path).splitlines():
+        for line in git_show(mirrors, repo, commit, path).splitlines():
             record = json.loads(line)
             answer, signature = record.get("answer"), record.get("Signature", "")
             if record.get("language") != "python" or not isinstance(answer, str) or not answer.strip():
@@ -182,16 +183,41 @@ def canaicode_rows() -> list[dict]:
     return rows
 
 
+def _rank(row: dict) -> str:
+    return hashlib.sha1(row["id"].encode()).hexdigest()
+
+
+def sample(rows: list[dict], per_benchmark: int = 20, multi_block: int = 20) -> list[dict]:
+    """The test fixture: per benchmark, the `per_benchmark` responses of at most 4 kB first in sha1(id)
+    order, then the first `multi_block` others with two or more fences (where assembly matters)."""
+    small = sorted((row for row in rows if len(row["response"].encode()) <= 4096), key=_rank)
+    chosen: list[dict] = []
+    for benchmark in sorted({row["benchmark"] for row in rows}):
+        chosen += [row for row in small if row["benchmark"] == benchmark][:per_benchmark]
+    ids = {row["id"] for row in chosen}
+    chosen += [row for row in small if row["id"] not in ids and row["response"].count("```") >= 4][:multi_block]
+    return chosen
+
+
+def write(rows: list[dict], path: Path) -> None:
+    """Gzipped JSONL, byte for byte reproducible (no file name or time in the gzip header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    path.write_bytes(gzip.compress(data, mtime=0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/data/extraction_real.jsonl.gz")
+    parser.add_argument("--sample", type=Path, default=None, help="also write the test fixture sample here")
+    parser.add_argument("--mirrors", type=Path, default=MIRRORS, help="folder of <owner>+<name>/repo bare clones")
     args = parser.parse_args()
-    rows = mapcoder_rows() + canaicode_rows()
+    rows = mapcoder_rows(args.mirrors) + canaicode_rows(args.mirrors)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out, "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write(rows, out)
+    if args.sample:
+        write(sample(rows), args.sample)
+        print(f"{len(sample(rows))} sample responses -> {args.sample} ({args.sample.stat().st_size} bytes)")
     models = len({row["model"] for row in rows})
     by_benchmark: dict[str, int] = {}
     for row in rows:

@@ -23,6 +23,9 @@ def test_extract_prints_code_or_json(tmp_path, capsys):
     assert main(["extract", str(response), "--json", "--mode", "strict"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["valid"] and data["language"] == "python" and data["reason"] == "ok"
+    response.write_text(GOOD + "\n```python\nprint(double(2))\n```")
+    assert main(["extract", str(response), "--entry-point", "double"]) == 0
+    assert capsys.readouterr().out.strip() == "def double(x):\n    return 2 * x"
 
 
 def test_select_ranks_a_jsonl_file_and_reports_bad_lines(tmp_path, capsys, tiny_qwen3_path):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from codescaler_rerank.extraction import (
     SUPPORTED_LANGUAGES,
+    VALID_REASONS,
     Extraction,
     canonical_language,
     extract_code,
@@ -575,9 +576,33 @@ THINK_CASES = [
         code=PY,
         valid=True,
     ),
+    # issue 16 item 3: reasoning cut off before the answer (an unclosed <think>) is not an empty response in
+    # lenient mode: its code is what there is, flagged. strict (the RL rule) still finds no answer.
     case(
-        "think-unclosed-is-all-reasoning",
-        "<think>\nOkay, the user wants two-sum. Let me write\n```python\ndef f(): pass\n```\nhmm",
+        "think-unclosed-code-in-reasoning",
+        f"<think>\nOkay, the user wants two-sum. Draft:\n```python\nx =\n```\nBetter:\n```python\n{PY}\n```\nhmm",
+        code=PY,
+        valid=True,
+        reason="code_in_reasoning",
+    ),
+    case(  # without an entry point, unfenced code counts only if the whole text parses (as in an answer)
+        "think-unclosed-unfenced-in-prose",
+        f"<think>\nLet me write it.\n\n{PY}\n\nNow check the edge cases",
+        code="",
+        valid=False,
+        reason="empty_response",
+    ),
+    case(
+        "think-unclosed-strict-is-all-reasoning",
+        f"<think>\nOkay, the user wants two-sum. Let me write\n```python\n{PY}\n```\nhmm",
+        mode="strict",
+        code="",
+        valid=False,
+        reason="empty_response",
+    ),
+    case(
+        "think-unclosed-without-code-is-empty",
+        "<think>\nOkay, the user wants two-sum. Let me think about hash maps\n```python\nx =\n```",
         code="",
         valid=False,
         reason="empty_response",
@@ -650,6 +675,19 @@ UNFENCED_CASES = [
     case("raw-python-call", "print(sum(map(int, input().split())))", valid=True, reason="ok"),
     case("raw-python-indented", "    x = 1\n    print(x)\n", code="x = 1\nprint(x)", valid=True),
     case("raw-python-broken", "def f(:\n    return 1", code="", valid=False, reason="no_code_block"),
+    case(  # issue 16: a leading space the tokenizer gave the first line (can-ai-code answers)
+        "raw-python-first-line-indented",
+        "\n def f(x):\n    return x\n\nprint(f(1))",
+        code="def f(x):\n    return x\n\nprint(f(1))",
+        valid=True,
+    ),
+    case(
+        "raw-python-first-line-indented-strict",
+        " def f(x):\n    return x\nprint(f(1))",
+        mode="strict",
+        code="",
+        reason="no_code_block",
+    ),
     case("raw-js", JS, language="javascript", code=JS, valid=True),
     case("raw-js-word", "Sure", language="javascript", code="", reason="no_code_block"),
     case("raw-cpp", CPP, language="cpp", code=CPP, valid=True),
@@ -669,7 +707,7 @@ def test_extract_code(text: str, language: str | None, mode: str, expected: dict
     got["language_out"] = got.pop("language")
     expected.setdefault("language_out", canonical_language(language))
     assert {key: got[key] for key in expected} == expected
-    assert result.valid == (result.reason == "ok")
+    assert result.valid == (result.reason in VALID_REASONS)
 
 
 # --- API contract ---------------------------------------------------------------------------------
@@ -766,7 +804,7 @@ HOSTILE = [
 def test_hostile_input_never_raises(text: str, mode: str) -> None:
     for language in (None, "python", "java", "cpp", "typescript"):
         result = extract_code(text, language=language, mode=mode)
-        assert result.valid == (result.reason == "ok")
+        assert result.valid == (result.reason in VALID_REASONS)
         normalize_code(result.code, result.language)
 
 
@@ -902,9 +940,10 @@ _MARKDOWNISH = st.lists(
 )
 def test_extract_code_never_raises(text: str, language: str | None, mode: str) -> None:
     result = extract_code(text, language=language, mode=mode)
-    assert result.valid == (result.reason == "ok")
+    assert result.valid == (result.reason in VALID_REASONS)
     assert result.reason in {
         "ok",
+        "code_in_reasoning",
         "empty_response",
         "no_code_block",
         "multiple_code_blocks",

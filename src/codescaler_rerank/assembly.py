@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ._syntax import python_tree
@@ -28,6 +29,7 @@ MAX_TOTAL_BYTES = 64 << 10
 _MAX_PROMPT_CHARS = 200_000
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_WORD = re.compile(_IDENT)
 # A top-level `def name(` / `class name` in the prompt's code (HumanEval, MBPP-typed, starter code).
 _PROMPT_DEF = re.compile(rf"^(?:async\s+)?def\s+({_IDENT})\s*\(|^class\s+({_IDENT})\b", re.MULTILINE)
 # "a function `median(xs)`", "function called fib(n)", "a method named `solve`", "def f(".
@@ -36,7 +38,8 @@ _PROSE_DEF = re.compile(
 )
 # An example the prompt gives: `assert name(...)` (MBPP's test list).
 _ASSERT_CALL = re.compile(rf"\bassert\s+(?:not\s+)?\(?\s*({_IDENT})\s*\(")
-_NOT_ENTRY = frozenset(dir(builtins)) | {"math", "sorted", "set", "round", "abs"}
+_BUILTINS = frozenset(dir(builtins))
+_NOT_ENTRY = _BUILTINS | {"math"}
 # A line that can start a top-level Python statement worth keeping (prose rarely starts like this).
 _CODE_START = re.compile(rf"(?:(?:async\s+)?def|class|import|from|@)\b|{_IDENT}(?:\.{_IDENT})*\s*(?::[^=\n]*)?=[^=]")
 _CODE_CONTINUATION = ("#", ")", "]", "}", " ", "\t")
@@ -63,7 +66,8 @@ def code_regions(text: str) -> list[str]:
     """The runs of Python in unfenced text (prose around code, code inside reasoning), each valid.
 
     A run starts at a line such as `def`, `class`, `import` or `NAME = ...` and goes on over blank,
-    indented and comment lines; up to `_MAX_TRIMS` trailing lines are dropped until it parses. At most
+    indented and comment lines, less its trailing blank and comment lines; up to `_MAX_TRIMS` more
+    trailing lines are dropped until it parses. At most
     `MAX_TOTAL_BYTES` of parsing in all. A run that never parses is retried from its next line."""
     lines, regions, left, i = text.split("\n"), [], MAX_TOTAL_BYTES, 0
     while i < len(lines) and left > 0:
@@ -75,8 +79,11 @@ def code_regions(text: str) -> list[str]:
             not lines[end].strip() or lines[end].startswith(_CODE_CONTINUATION) or _CODE_START.match(lines[end])
         ):
             end += 1
+        last = end  # without trailing blank and comment lines ("# Test it:" before the example calls)
+        while last > i + 1 and (not lines[last - 1].strip() or lines[last - 1].lstrip().startswith("#")):
+            last -= 1
         found = False
-        for stop in range(end, max(i, end - _MAX_TRIMS), -1):
+        for stop in range(last, max(i, last - _MAX_TRIMS), -1):
             code = "\n".join(lines[i:stop]).rstrip()
             left -= len(code)
             if left < 0:
@@ -88,17 +95,43 @@ def code_regions(text: str) -> list[str]:
     return regions
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Statement:
-    """One top-level statement of one block: where it is, what it binds and which free names it uses."""
+    """One top-level statement of one block: where it is, what it binds and (`reads`) which free names
+    it uses, found only when asked: most statements never are."""
 
     block: int
     index: int
-    source: str
+    node: ast.stmt
+    lines: list[str]  # the block's lines
     binds: frozenset[str]
-    uses: frozenset[str]
     kind: str  # "future", "setup" (kept from the answer block), "import", "definition", "constant", "other"
+    # ("constant": an assignment at the top level; one that does I/O never provides a name)
     stub: bool = False  # a definition whose body is only `pass`, `...` or a docstring
+
+    @functools.cached_property
+    def source(self) -> str:
+        node = self.node
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        return "\n".join(self.lines[start - 1 : node.end_lineno]).rstrip()
+
+    @functools.cached_property
+    def _words(self) -> frozenset[str] | None:
+        """The identifiers in the source text; None unless it is ASCII (the parser NFKC-normalises names)."""
+        return frozenset(_WORD.findall(self.source)) if self.source.isascii() else None
+
+    @functools.cached_property
+    def does_io(self) -> bool:
+        """True for statements such as `x = input()` or `r = print(...)`: program I/O, not a constant."""
+        if self._words is not None and "print" not in self._words and "input" not in self._words:
+            return False
+        return _calls_print_or_input(self.node)
+
+    def reads(self, names: Collection[str]) -> set[str]:
+        """The names among `names` that the statement reads free. The walk of its tree (`_free_names`)
+        is skipped when none of them occurs in its text."""
+        maybe = set(names) if self._words is None else self._words.intersection(names)
+        return maybe & _free_names(self.node) if maybe else maybe
 
 
 def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
@@ -106,68 +139,133 @@ def assemble(blocks: Sequence[str], entry_point: str | None) -> str | None:
     None if no block defines it (or there is no entry point)."""
     if not entry_point:
         return None
-    parsed, left = [], MAX_TOTAL_BYTES
-    for i, code in enumerate(blocks):
+    kept, left = [], MAX_TOTAL_BYTES
+    for code in blocks:
         left -= len(code.encode("utf-8", "replace"))
         if left < 0:
             break
-        parsed.append(_statements(i, code))
-    answer = _answer_block(parsed, entry_point)
+        kept.append(code)
+    pool = _Pool(kept)
+    answer = pool.answer_block(entry_point)
     if answer is None:
         return None
-    pool = [statement for statements in parsed for statement in statements]
-    chosen = _closure(pool, parsed[answer], entry_point)
+    chosen = _closure(pool, answer, entry_point)
     order = ("future", "import")
     ordered = sorted(chosen, key=lambda s: (order.index(s.kind) if s.kind in order else 2, s.block, s.index))
+    if ordered == pool.statements(answer):  # the whole answer block, in order: as written (it parses)
+        return kept[answer]
     code = "\n\n".join(statement.source for statement in ordered)
     return code if python_tree(code) is not None else None
 
 
-def _answer_block(parsed: list[list[_Statement]], entry_point: str) -> int | None:
-    """The last block defining `entry_point` with a real body; else the last defining it at all."""
-    defining = [
-        (i, statement)
-        for i, statements in enumerate(parsed)
-        for statement in statements
-        if entry_point in statement.binds and statement.kind == "definition"
-    ]
-    if not defining:
+class _Pool:
+    """The statements of a response's blocks, each block parsed when first needed: a block is read only
+    if its text could define the entry point or bind a name the answer needs."""
+
+    def __init__(self, blocks: list[str]) -> None:
+        self.blocks = blocks
+        self._parsed: dict[int, list[_Statement]] = {}
+        self._binders: dict[int, dict[str, list[_Statement]]] = {}
+        self._words: dict[int, frozenset[str]] = {}
+
+    def statements(self, block: int) -> list[_Statement]:
+        if block not in self._parsed:
+            self._parsed[block] = _statements(block, self.blocks[block])
+            binders = self._binders[block] = {}
+            for statement in self._parsed[block]:
+                for name in statement.binds:
+                    binders.setdefault(name, []).append(statement)
+        return self._parsed[block]
+
+    def binders(self, block: int, name: str) -> list[_Statement]:
+        """The block's statements that bind `name`, in order."""
+        self.statements(block)
+        return self._binders[block].get(name, [])
+
+    def words(self, block: int) -> frozenset[str]:
+        """The identifiers in the block's text, a superset of the names it binds (for non-ASCII text, the
+        names its statements bind: the parser NFKC-normalises identifiers)."""
+        if block not in self._words:
+            code = self.blocks[block]
+            if code.isascii():
+                self._words[block] = frozenset(_WORD.findall(code))
+            else:
+                self._words[block] = frozenset(name for s in self.statements(block) for name in s.binds)
+        return self._words[block]
+
+    def answer_block(self, entry_point: str) -> int | None:
+        """The last block defining `entry_point` with a real body; else the last defining it at all.
+        Blocks are read from the last one back, only those whose text could define it."""
+        definition = re.compile(rf"\b(?:def|class)[\s\\]+{re.escape(entry_point)}\b")
+        stub_only = None
+        for i in range(len(self.blocks) - 1, -1, -1):
+            if self.blocks[i].isascii() and not definition.search(self.blocks[i]):
+                continue
+            defining = [s for s in self.binders(i, entry_point) if s.kind == "definition"]
+            if any(not s.stub for s in defining):
+                return i
+            if defining and stub_only is None:
+                stub_only = i
+        return stub_only
+
+    def names_elsewhere(self, block: int) -> set[str]:
+        """All that `block` binds and every name another block could bind (their identifiers), less the
+        builtins: `len` or `print` in the answer is the builtin, whatever an example block rebinds."""
+        names = set()
+        for other in range(len(self.blocks)):
+            if other != block:
+                names |= self.words(other)
+        return (names - _BUILTINS) | {name for statement in self.statements(block) for name in statement.binds}
+
+    def provider(self, name: str, root: _Statement, entry_point: str) -> _Statement | None:
+        """The statement that binds `name` for the answer: the answer block's last one before the root
+        (else its first after it), else the first in the nearest other block, earlier blocks first.
+        Statements other than definitions that run the entry point (examples, tests) or do I/O
+        (`n = int(input())`) never count; a definition that runs it is mutual recursion, since the
+        answer reaches it."""
+        before = range(root.block - 1, -1, -1)
+        after = range(root.block + 1, len(self.blocks))
+        for block in (root.block, *before, *after):
+            if block != root.block and (name in _BUILTINS or name not in self.words(block)):
+                continue
+            candidates = [
+                s
+                for s in self.binders(block, name)
+                if s.kind != "other" and (s.kind == "definition" or not (s.does_io or s.reads((entry_point,))))
+            ]
+            if candidates and block == root.block:
+                earlier = [s for s in candidates if s.index < root.index]
+                return earlier[-1] if earlier else candidates[0]
+            if candidates:
+                return candidates[0]
         return None
-    real = [i for i, statement in defining if not statement.stub]
-    return (real or [i for i, _ in defining])[-1]
 
 
-def _closure(pool: list[_Statement], answer: list[_Statement], entry_point: str) -> set[_Statement]:
-    """The entry point's definition in the answer block plus every statement it reaches by name."""
-    root = next(s for s in reversed(answer) if entry_point in s.binds and s.kind == "definition")
-    chosen = {root} | {s for s in answer if s.kind in ("future", "setup")}
-    pending = list(root.uses)
-    resolved = {entry_point}
+def _closure(pool: _Pool, answer: int, entry_point: str) -> set[_Statement]:
+    """The entry point's definition in the answer block, the block's other definitions that do not run
+    the entry point (the answer's companions, such as HumanEval's `encode_cyclic` next to
+    `decode_cyclic`, which the tests call), and every statement they reach by name."""
+    statements = pool.statements(answer)
+    root = next(s for s in reversed(statements) if entry_point in s.binds and s.kind == "definition")
+    companions = {
+        s
+        for s in statements
+        if s.kind == "definition" and not s.stub and entry_point not in s.binds and not s.reads((entry_point,))
+    }
+    chosen = {root} | companions | {s for s in statements if s.kind in ("future", "setup")}
+    resolved = {entry_point} | {name for s in companions for name in s.binds}
+    bound = pool.names_elsewhere(answer) - resolved  # only these names can have a provider
+    pending = [name for s in (root, *companions) for name in s.reads(bound)]
     while pending:
         name = pending.pop()
         if name in resolved:
             continue
         resolved.add(name)
-        provider = _provider(pool, name, root, entry_point)
+        provider = pool.provider(name, root, entry_point)
         if provider is not None and provider not in chosen:
             chosen.add(provider)
-            pending.extend(provider.uses)
+            pending.extend(provider.reads(bound))
     return chosen
-
-
-def _provider(pool: list[_Statement], name: str, root: _Statement, entry_point: str) -> _Statement | None:
-    """The statement that binds `name` for the answer: the answer block's last one before the root (or
-    after it), else the nearest one in another block, preferring earlier blocks. Statements that run
-    the entry point (examples, tests) never count."""
-    candidates = [s for s in pool if name in s.binds and s.kind != "other" and entry_point not in s.uses]
-
-    def distance(s: _Statement) -> tuple[int, int, int]:
-        if s.block == root.block:
-            return (0, 0 if s.index < root.index else 1, -s.index if s.index < root.index else s.index)
-        before = s.block < root.block
-        return (1, 0 if before else 1, root.block - s.block if before else s.block - root.block)
-
-    return min(candidates, key=distance, default=None)
 
 
 def _statements(block: int, code: str) -> list[_Statement]:
@@ -178,11 +276,8 @@ def _statements(block: int, code: str) -> list[_Statement]:
     lines = code.split("\n")
     statements = []
     for index, node in enumerate(tree.body):
-        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        source = "\n".join(lines[start - 1 : node.end_lineno]).rstrip()
         kind, binds = _kind(node)
-        uses = frozenset(_free_names(node))
-        statements.append(_Statement(block, index, source, frozenset(binds), uses, kind, _is_stub(node)))
+        statements.append(_Statement(block, index, node, lines, frozenset(binds), kind, _is_stub(node)))
     return statements
 
 
@@ -202,28 +297,37 @@ def _kind(node: ast.stmt) -> tuple[str, set[str]]:
     elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
         targets = [node.target]
     names = {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
-    if names and not _calls_print_or_input(node):
+    if names:  # `x = input()` too: `_Statement.does_io` tells, when it is asked
         return "constant", names
     return "other", set()
 
 
 def _free_names(node: ast.stmt) -> set[str]:
-    """Names a statement reads that it does not bind itself (its parameters and locals are not free)."""
-    loaded, stored = set(), set()
-    for child in ast.walk(node):
-        if isinstance(child, ast.Name):
-            (loaded if isinstance(child.ctx, ast.Load) else stored).add(child.id)
-        elif isinstance(child, ast.arg):
-            stored.add(child.arg)
-        elif isinstance(child, _DEFINITION) and child is not node:
-            stored.add(child.name)
-        elif isinstance(child, ast.Global):
-            loaded.update(child.names)
-    return loaded - (stored - _globals(node))
-
-
-def _globals(node: ast.stmt) -> set[str]:
-    return {name for child in ast.walk(node) if isinstance(child, ast.Global) for name in child.names}
+    """Names a statement reads that it does not bind itself (its parameters and locals are not free).
+    One walk by hand (this is the hot loop of assembly; `ast.walk` costs twice as much)."""
+    loaded, stored, declared = set(), set(), set()
+    stack: list[ast.AST] = [node]
+    while stack:
+        child = stack.pop()
+        kind = type(child)
+        if kind is ast.Name:
+            (loaded if type(child.ctx) is ast.Load else stored).add(child.id)  # type: ignore[attr-defined]
+            continue
+        if kind is ast.Constant:
+            continue
+        if kind is ast.arg:
+            stored.add(child.arg)  # type: ignore[attr-defined]
+        elif kind in _DEFINITION and child is not node:
+            stored.add(child.name)  # type: ignore[attr-defined]
+        elif kind is ast.Global:
+            declared.update(child.names)  # type: ignore[attr-defined]
+        for field in child._fields:
+            value = getattr(child, field, None)
+            if isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, ast.AST))
+            elif isinstance(value, ast.AST):
+                stack.append(value)
+    return (loaded | declared) - (stored - declared)
 
 
 def _calls_print_or_input(node: ast.stmt) -> bool:

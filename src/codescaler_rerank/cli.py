@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", default="-", help="file with the response ('-' for stdin)")
     p.add_argument("--language", default="python", help="target language, or 'auto' to detect from the fence")
     p.add_argument("--mode", choices=MODES, default="lenient")
+    p.add_argument("--entry-point", help="the function the prompt asks for (lenient Python: assemble the answer)")
     p.add_argument("--json", action="store_true", help="print the Extraction as JSON")
     p.set_defaults(func=_cmd_extract)
 
@@ -305,7 +306,8 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     text = _read_text(args.input) if args.input == "-" else Path(args.input).read_text(encoding="utf-8", errors="replace")
-    extraction = extract_code(text, language=_language(args.language), mode=args.mode)
+    language = _language(args.language)
+    extraction = extract_code(text, language=language, mode=args.mode, entry_point=args.entry_point)
     if args.json:
         print(extraction.model_dump_json(indent=2))
     else:

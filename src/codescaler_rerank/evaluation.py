@@ -232,7 +232,7 @@ def evaluate_pairs(
     with tqdm(total=len(pairs), desc="pairs", disable=not progress) as bar:
         for start in range(0, len(pairs), batch):
             chunk = pairs[start:start + batch]
-            groups = [(p.prompt, extract_all([p.chosen, p.rejected], language, mode)) for p in chunk]
+            groups = [(p.prompt, extract_all([p.chosen, p.rejected], language, mode, p.prompt)) for p in chunk]
             for chosen, rejected in score_extractions(scorer, groups):
                 outcomes.append(_preference(chosen, rejected))
                 invalid[0] += not chosen.valid
@@ -326,7 +326,7 @@ def _score(
     problems: Sequence[Problem], scorer: RewardScorer, config: EvalConfig, progress: bool
 ) -> Iterable[list[ScoredExtraction]]:
     for p in tqdm(problems, desc="scoring", disable=not progress):
-        extractions = extract_all(p.candidates, config.language, config.mode)
+        extractions = extract_all(p.candidates, config.language, config.mode, p.problem, p.entry_point)
         yield score_extractions(scorer, [(p.problem, extractions)], dedup=config.dedup)[0]
 
 
@@ -446,8 +446,8 @@ def _latency(
                 problem, pp = eligible[k % len(eligible)]
                 codes = [problem.candidates[i] for i in sorted(rng.sample(range(len(problem.candidates)), n))]
                 start = time.perf_counter()
-                score_extractions(scorer, [(problem.problem, extract_all(codes, config.language, config.mode))],
-                                  dedup=config.dedup)
+                extractions = extract_all(codes, config.language, config.mode, problem.problem, problem.entry_point)
+                score_extractions(scorer, [(problem.problem, extractions)], dedup=config.dedup)
                 rm.append(time.perf_counter() - start)
                 if pp is not None:
                     start = time.perf_counter()

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "MODES",
     "SUPPORTED_LANGUAGES",
+    "VALID_REASONS",
     "Extraction",
     "canonical_language",
     "extract_code",
@@ -38,6 +39,8 @@ __all__ = [
 
 SUPPORTED_LANGUAGES: tuple[str, ...] = ("python", "c", "cpp", "java", "javascript", "typescript", "go", "rust")
 MODES: tuple[str, ...] = ("paper", "strict", "lenient")
+# The reasons of valid extractions; every other reason means valid=False.
+VALID_REASONS: tuple[str, ...] = ("ok", "code_in_reasoning")
 
 _ALIASES: dict[str, str] = {
     alias: language
@@ -71,6 +74,8 @@ _MAX_PREFIX = 80
 _DEEP_PREFIX = re.compile(rb"^[ \t>*+\-.)0-9]{%d,}" % (_MAX_PREFIX + 1), re.MULTILINE)
 _BLANK_RUN = re.compile(rb"\n{8,}")
 _MD_CONTAINERS = frozenset({"document", "section", "list", "list_item", "block_quote"})
+_FIRST_LINE = re.compile(r"((?:[ \t]*\n)*)([ \t]+)(?=\S)")
+_STRAY_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
 _INFO_SEPARATORS = re.compile(r"[\s{}:,;]+")
 _PY_TRIVIA = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER})
 
@@ -80,10 +85,11 @@ _local = threading.local()
 class Extraction(BaseModel):
     """The program extracted from a response and whether it is syntactically valid.
 
-    `reason` is "ok" when valid, else one of: empty_response, no_code_block, multiple_code_blocks,
-    unclosed_code_block, wrong_language, syntax_error, unknown_language, too_long (a counted limit:
-    MAX_RESPONSE_BYTES, MAX_BLOCKS, or a parse cost in `_syntax`), parse_failed (the parse worker crashed on
-    hostile code).
+    `reason` is "ok" when valid, or "code_in_reasoning" (valid, flagged: in lenient mode, a response cut off
+    inside an unclosed `<think>` gives the code found in that reasoning), else one of: empty_response,
+    no_code_block, multiple_code_blocks, unclosed_code_block, wrong_language, syntax_error, unknown_language,
+    too_long (a counted limit: MAX_RESPONSE_BYTES, MAX_BLOCKS, or a parse cost in `_syntax`), parse_failed
+    (the parse worker crashed on hostile code).
     """
 
     code: str
@@ -130,17 +136,16 @@ def extract_code(
     if mode == "paper":
         code, reason = paper_code(text)
         return Extraction(code=code, language="python", valid=reason == "ok", reason=reason)
-    answer = _drop_reasoning(text.replace("\r\n", "\n").replace("\r", "\n"))
+    answer, unfinished = _split_reasoning(text.replace("\r\n", "\n").replace("\r", "\n"))
     if not answer.strip():
+        if mode == "lenient" and unfinished.strip():
+            found = _lenient_answer(unfinished, target, entry_point)
+            if found.valid:  # the reasoning was cut off before the answer: its code is all there is
+                return found.model_copy(update={"reason": "code_in_reasoning"})
         return Extraction(code="", language=target, valid=False, reason="empty_response")
-    blocks = _fenced_blocks(utf8(answer))
     if mode == "strict":
-        return _strict(blocks, target, Budget())
-    if entry_point and target == "python" and len(blocks) <= MAX_BLOCKS:
-        python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
-        if (code := assemble(python or code_regions(answer), entry_point)) is not None:
-            return Extraction(code=code, language="python", valid=True, reason="ok")
-    return _lenient(blocks, answer, target, Budget())
+        return _strict(_fenced_blocks(utf8(answer)), target, Budget())
+    return _lenient_answer(answer, target, entry_point)
 
 
 def normalize_code(code: str, language: str | None) -> str:
@@ -153,6 +158,43 @@ def normalize_code(code: str, language: str | None) -> str:
     if canonical is not None and cost(data := utf8(text), canonical) <= MAX_BLOCK_COST:
         normal = _python_normal(text) if canonical == "python" else _ts_client.normal(data, canonical)
     return normal if normal is not None else " ".join(text.split())
+
+
+def _lenient_answer(answer: str, target: str | None, entry_point: str | None) -> Extraction:
+    """Lenient extraction from an answer without reasoning: with a Python entry point, the assembled answer
+    (`assembly.assemble` over the Python blocks, else over the code in the prose); else `_lenient`."""
+    blocks = [_cut_at_stray_fence(block) for block in _fenced_blocks(utf8(answer))]
+    if not blocks:
+        answer = _unindent_first_line(answer)
+    if entry_point and target == "python" and len(blocks) <= MAX_BLOCKS:
+        python = [b.code for b in blocks if b.code and (not b.tag or b.language == "python")]
+        code = assemble(python, entry_point) if python else None
+        if code is None:  # no block defines it: also the code in the prose (after a list item's fence, say)
+            code = assemble(python + code_regions(_unindent_first_line(answer)), entry_point)
+        if code is not None:
+            return Extraction(code=code, language="python", valid=True, reason="ok")
+    return _lenient(blocks, answer, target, Budget())
+
+
+def _unindent_first_line(text: str) -> str:
+    """' def f(x):\n    return x\nprint(f(1))' (a leading space the tokenizer gave the first word): the first
+    line loses an indentation that some later line lacks."""
+    first = _FIRST_LINE.match(text)
+    if first is None:
+        return text
+    indent = len(first[2])
+    rest = text[first.end() :].split("\n")[1:]
+    if any(line.strip() and len(line) - len(line.lstrip(" \t")) < indent for line in rest):
+        return text[: first.start(2)] + text[first.end(2) :]
+    return text
+
+
+def _cut_at_stray_fence(block: _Block) -> _Block:
+    """An unclosed block ends at a fence line with text after it ("```Now..."), which markdown does not
+    take for a closing fence but a model meant as one."""
+    if block.closed or not (stray := _STRAY_FENCE.search(block.code)):
+        return block
+    return _Block(tag=block.tag, code=block.code[: stray.start()].rstrip(), closed=False)
 
 
 def _strict(blocks: list[_Block], target: str | None, budget: Budget) -> Extraction:
@@ -224,25 +266,26 @@ def _check(code: str, language: str, budget: Budget) -> Verdict:
     return budget.check(code, language) if code.strip() else Verdict("syntax_error")
 
 
-def _drop_reasoning(text: str) -> str:
-    """Remove reasoning: a leading `<think>…</think>` (unclosed: all of it is reasoning), and everything up to a
+def _split_reasoning(text: str) -> tuple[str, str]:
+    """(answer, unfinished reasoning). Reasoning is removed: a leading `<think>…</think>`, and everything up to a
     `</think>` the response never opened, if that tag comes before the first fence or stands alone on its line.
-    A `</think>` inside a line of code (`s.split("</think>")`) stays."""
+    A `</think>` inside a line of code (`s.split("</think>")`) stays. A leading `<think>` that is never closed
+    makes the rest of the text unfinished reasoning (the answer is then "")."""
     for _ in range(_MAX_REASONING_CUTS):
         if opened := _LEADING_THINK.match(text):
             end = text.find(_THINK_CLOSE, opened.end())
             if end == -1:
-                return ""
+                return "", text[opened.end() :]
         else:
             end = _stray_close(text)
             if end == -1:
-                return text
+                return text, ""
         text = text[end + len(_THINK_CLOSE) :]
-    return text
+    return text, ""
 
 
 def _stray_close(text: str) -> int:
-    """Offset of the `</think>` that ends unopened reasoning (see `_drop_reasoning`), else -1."""
+    """Offset of the `</think>` that ends unopened reasoning (see `_split_reasoning`), else -1."""
     fences = [i for i in (text.find("```"), text.find("~~~")) if i != -1]
     before_fence = text.find(_THINK_CLOSE, 0, min(fences, default=len(text)))
     if before_fence != -1:

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
-from .extraction import Extraction, extract_code, normalize_code
+from .assembly import detect_entry_point
+from .extraction import Extraction, canonical_language, extract_code, normalize_code
 from .reward_model import ScoredInput
 from .shaping import shape_reward
 
@@ -35,14 +36,27 @@ class ScoredExtraction:
 
 
 def extract_all(
-    texts: Sequence[str], language: str | None, mode: str, *, checkpoint: Callable[[], None] | None = None
+    texts: Sequence[str],
+    language: str | None,
+    mode: str,
+    prompt: str | None = None,
+    entry_point: str | None = None,
+    *,
+    checkpoint: Callable[[], None] | None = None,
 ) -> list[Extraction]:
-    """Extract the code of each response; `checkpoint` (if given) is called before each one and may raise to stop."""
+    """Extract the code of each response to `prompt`; `checkpoint` (if given) is called before each one and
+    may raise to stop.
+
+    In lenient Python extraction the entry point (`entry_point`, else the one `prompt` names, see
+    `assembly.detect_entry_point`) picks and assembles the answer; `strict` and `paper` ignore both."""
+    entry = None
+    if mode == "lenient" and canonical_language(language) == "python":
+        entry = entry_point or (detect_entry_point(prompt) if prompt else None)
     extractions = []
     for text in texts:
         if checkpoint is not None:
             checkpoint()
-        extractions.append(extract_code(text, language=language, mode=mode))
+        extractions.append(extract_code(text, language=language, mode=mode, entry_point=entry))
     return extractions
 
 

@@ -27,6 +27,7 @@ class Reranker:
     `generator` and `reward_model` take instances or spec strings (`"litellm:openai/gpt-4o-mini"`,
     `"LARK-Lab/CodeScaler-8B"` or a local path). `sampling` holds default sampling knobs for `rerank`.
     `mode`: extraction rule, "lenient" (default), "strict" or "paper" (the recipe's, Python only; the RL default).
+    Lenient Python extraction uses the entry point the prompt names (`assembly.detect_entry_point`).
     `dedup`: "normalized" (default; True) scores programs that differ only in layout or comments once,
     "exact" only identical code, "none" (False) every candidate.
     """
@@ -108,7 +109,7 @@ class Reranker:
         for prompt, output, _ in items:
             t0 = time.perf_counter()
             texts = [c.text for c in output.completions]
-            groups.append((prompt, extract_all(texts, self.language, self.mode, checkpoint=checkpoint)))
+            groups.append((prompt, extract_all(texts, self.language, self.mode, prompt, checkpoint=checkpoint)))
             extract_times.append(time.perf_counter() - t0)
         if checkpoint is not None:
             checkpoint()

@@ -17,7 +17,7 @@ class Candidate(BaseModel):
     code: str
     language: str | None
     valid: bool
-    reason: str  # "ok", or why the code is invalid / could not be scored
+    reason: str  # "ok" or "code_in_reasoning" when valid (extraction.VALID_REASONS), else why invalid / not scored
     score: float | None  # raw reward-model score; None when the code was not scored
     reward: float  # shaped reward: 0.0 if invalid, softplus(score) otherwise
     rank: int

@@ -35,8 +35,7 @@ def score_responses(
     members: dict[str, list[int]] = {}
     for i, prompt in enumerate(prompts):
         members.setdefault(prompt, []).append(i)
-    extractions = extract_all(responses, language, mode)
-    groups = [(prompt, [extractions[i] for i in idx]) for prompt, idx in members.items()]
+    groups = [(prompt, extract_all([responses[i] for i in idx], language, mode, prompt)) for prompt, idx in members.items()]
     scored: list[ScoredExtraction | None] = [None] * len(prompts)
     for idx, group in zip(members.values(), score_extractions(scorer, groups, dedup=dedup)):
         for i, s in zip(idx, group):

@@ -11,10 +11,11 @@ it by path works)::
 
 `compute_score_async` merges the calls that are waiting while one RM call runs into the next RM call, so a
 reward worker scores its chunk of the batch in a few bulk calls instead of one call per response.
-Both return `{"score": reward, "codescaler_valid": 0.0 or 1.0, "codescaler_reason": "ok" or why not}`; verl
-logs the extra keys. The reward model comes from `reward_model=` (`+reward.custom_reward_function.reward_kwargs.
-reward_model=...`: a name, a path or an http:// pooling server), else $CODESCALER_RM, else LARK-Lab/CodeScaler-8B,
-loaded once per worker. `ground_truth` is not used. `compute_score_batch` serves verl's legacy `batch` manager.
+Both return `{"score": reward, "codescaler_valid": 0.0 or 1.0, "codescaler_reason": ...}` (the extraction's
+reason: "ok", "code_in_reasoning" or why not); verl logs the extra keys. The reward model comes from
+`reward_model=` (`+reward.custom_reward_function.reward_kwargs.reward_model=...`: a name, a path or an http://
+pooling server), else $CODESCALER_RM, else LARK-Lab/CodeScaler-8B, loaded once per worker. `ground_truth` is
+not used. `compute_score_batch` serves verl's legacy `batch` manager.
 """
 
 from __future__ import annotations
