@@ -156,7 +156,8 @@ def test_control_tokens_in_code_are_tokenised_as_the_recipe_does_and_flagged(tin
     assert encoded.input_ids == tok(rm_text(tok, PROMPT, CONTROL_CODE))["input_ids"]
     im_end = tok.convert_tokens_to_ids("<|im_end|>")
     assert encoded.input_ids.count(im_end) == 3  # the user turn's, the code's, the assistant turn's
-    result = Reranker(None, tiny_rm).select(PROMPT, [f"```python\n{c}```" for c in (CODES[0], CONTROL_CODE)])
+    # strict: the block as written (lenient assembly would drop the unused END constant and its tokens)
+    result = Reranker(None, tiny_rm, mode="strict").select(PROMPT, [f"```python\n{c}```" for c in (CODES[0], CONTROL_CODE)])
     flagged = {c.index: c.control_tokens for c in result.candidates}
     assert flagged[0] == [] and set(flagged[1]) == {"<|im_end|>", "<|endoftext|>", "<|im_start|>"}
 

@@ -23,7 +23,7 @@ MAX_BLOCK_COST = 256 << 10
 MAX_RESPONSE_COST = 512 << 10
 _WEIGHT = {"python": 8}
 
-# Warning filters and the GC switch are process-wide, so one ast.parse at a time (it holds the GIL anyway).
+# Warning filters, the GC switch and (in 3.11) the AST conversion's depth counter are process-wide: one parse at a time.
 _AST_LOCK = threading.Lock()
 
 
@@ -89,12 +89,19 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def parse_python(code: str, mode: str = "exec") -> ast.AST:
+    """`ast.parse(code, mode=mode)`, one at a time in the process: Python 3.11's AST conversion keeps its
+    recursion depth in shared state, so two threads parsing at once can raise ``SystemError: AST constructor
+    recursion depth mismatch``. Raises what `ast.parse` raises."""
+    with _AST_LOCK, warnings.catch_warnings(), _gc_paused():
+        warnings.simplefilter("ignore")  # '\d' in a string warns; under -W error that is a SyntaxError
+        return ast.parse(code, mode=mode)
+
+
 def python_tree(code: str) -> ast.Module | None:
     """`ast.parse(code)`, or None if it raises (the caller bounds the size)."""
     try:
-        with _AST_LOCK, warnings.catch_warnings(), _gc_paused():
-            warnings.simplefilter("ignore")  # '\d' in a string warns; under -W error that is a SyntaxError
-            return ast.parse(code)
+        return parse_python(code)  # type: ignore[return-value]
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 

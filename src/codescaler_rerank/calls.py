@@ -17,6 +17,8 @@ import ast
 import math
 from typing import Any, Literal, NamedTuple
 
+from ._syntax import parse_python
+
 Check = Literal["equal", "close", "truthy", "falsy"]
 FLOAT_TOLERANCE = 1e-6  # relative and absolute, for "equal" on floats (EvalPlus uses atol 1e-6)
 _TAGS = {"tuple": tuple, "set": set, "frozenset": frozenset}
@@ -123,7 +125,7 @@ def calls_from_asserts(tests: str, entry_point: str) -> CallTests:
     otherwise it is `tests` with the converted assertions replaced by ``pass``, to be run as before.
     A `SyntaxError` in `tests` propagates.
     """
-    tree = ast.parse(tests)
+    tree = parse_python(tests)
     checkers = _checker_names(tree, entry_point)
     calls: list[Call] = []
     clean = True
@@ -145,7 +147,7 @@ def guess_entry_point(tests: str) -> str | None:
     """The function `tests` checks: ``NAME`` of HumanEval's closing ``check(NAME)``, else the one name
     that every module-level assertion calls (MBPP); None when there is no such name or no parse."""
     try:
-        tree = ast.parse(tests)
+        tree = parse_python(tests)
     except SyntaxError:
         return None
     checked = {

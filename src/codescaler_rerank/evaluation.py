@@ -36,6 +36,7 @@ from typing import Any, Iterable, Literal, Sequence
 from pydantic import BaseModel, Field, PositiveInt
 from tqdm import tqdm
 
+from ._syntax import parse_python
 from .datasets import Problem, Records, functional_tests, read_jsonl
 from .execution import run_many, sandbox_runner
 from .generators.base import Completion
@@ -192,7 +193,7 @@ def public_problem(problem: Problem, source: Literal["auto", "field", "none"] = 
 def docstring_asserts(source: str) -> str | None:
     """``assert (call) == (expected)`` for each doctest example in the docstrings of `source` (None: none)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return None
     docs = [ast.get_docstring(node) for node in ast.walk(tree)
@@ -500,7 +501,7 @@ def _order(s: ScoredExtraction) -> tuple[float, float]:
 
 def _is_expression(text: str) -> bool:
     try:
-        ast.parse(text, mode="eval")
+        parse_python(text, mode="eval")
     except SyntaxError:
         return False
     return True
