@@ -1,0 +1,198 @@
+"""Entry-point aware, dependency-aware lenient extraction for C, C++, Java, JavaScript, TypeScript, Go and
+Rust (issue 16 item 2): the parse worker assembles the answer from the response's blocks (`_ts_assembly`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codescaler_rerank import _ts_client
+from codescaler_rerank.extraction import extract_code
+
+
+def fenced(*blocks: tuple[str, str], prose: str = "Here:\n") -> str:
+    """A response with one fenced block per (tag, code), prose between them."""
+    return "".join(f"{prose}```{tag}\n{code}\n```\n" for tag, code in blocks)
+
+
+CPP_SPLIT = fenced(
+    ("cpp", "#include <iostream>\n#include <vector>\nusing namespace std;"),
+    ("cpp", "const int LIMIT = 10;\n\nint helper(int x) {\n    return x < LIMIT ? x * 2 : x;\n}"),
+    ("cpp", "int unused(int x) { return x; }\n\nint solve(vector<int> v) {\n    int s = 0;\n"
+     "    for (int x : v) s += helper(x);\n    return s;\n}"),
+    ("cpp", 'int main() {\n    cout << solve({1, 2, 3}) << endl;\n    cout << "done" << endl;\n    return 0;\n}'),
+)  # fmt: skip
+CPP_ASSEMBLED = (
+    "#include <iostream>\n#include <vector>\nusing namespace std;\n\nconst int LIMIT = 10;\n\n"
+    "int helper(int x) {\n    return x < LIMIT ? x * 2 : x;\n}\n\nint unused(int x) { return x; }\n\n"
+    "int solve(vector<int> v) {\n    int s = 0;\n    for (int x : v) s += helper(x);\n    return s;\n}"
+)
+
+
+def test_cpp_blocks_assembled_and_main_dropped() -> None:
+    found = extract_code(CPP_SPLIT, language="cpp", entry_point="solve")
+    assert (found.valid, found.reason, found.language) == (True, "ok", "cpp")
+    assert found.code == CPP_ASSEMBLED  # `unused` is a companion in the answer block (its tests may call it)
+    assert extract_code(CPP_SPLIT, language="cpp").code.startswith("int main()")  # no entry point: as today
+    assert extract_code(CPP_SPLIT, language="cpp", mode="strict", entry_point="solve").reason == "multiple_code_blocks"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_assembled_cpp_compiles_with_a_test_main(tmp_path: Path) -> None:
+    code = extract_code(CPP_SPLIT, language="cpp", entry_point="solve").code
+    source = tmp_path / "t.cpp"
+    source.write_text(code + "\nint main() { return solve({1, 2, 3}) == 12 ? 0 : 1; }\n")
+    subprocess.run(["g++", "-std=c++17", "-o", str(tmp_path / "t"), str(source)], check=True, timeout=120)
+    assert subprocess.run([str(tmp_path / "t")], timeout=30).returncode == 0
+
+
+def test_main_is_kept_when_it_is_the_entry_point_and_class_methods_count() -> None:
+    found = extract_code(CPP_SPLIT, language="cpp", entry_point="main")
+    assert found.code.startswith("#include <iostream>") and "int main()" in found.code and "helper" in found.code
+    leetcode = fenced(
+        ("cpp", "class Solution {\npublic:\n    int twoSum(int a) { return twice(a); }\n};"),
+        ("cpp", "int main() { Solution s; return s.twoSum(1); }"),
+        prose="",
+    )
+    assert extract_code(leetcode, language="cpp", entry_point="twoSum").code == (
+        "class Solution {\npublic:\n    int twoSum(int a) { return twice(a); }\n};"
+    )
+
+
+JS_WITH_EXAMPLE = fenced(
+    ("javascript", "const fs = require('fs');\n\nfunction square(x) {\n  return x * x;\n}\n\n"
+     "function sumOfSquares(xs) {\n  return xs.map(square).reduce((a, b) => a + b, 0);\n}\n\n"
+     "console.log(sumOfSquares([1, 2]));"),
+    ("javascript", "// Example usage\nconst result = sumOfSquares([3, 4]);\nconsole.log(result); // 25"),
+)  # fmt: skip
+
+
+def test_js_usage_example_and_console_log_dropped() -> None:
+    assert extract_code(JS_WITH_EXAMPLE, language="javascript").code.startswith("// Example usage")  # today
+    found = extract_code(JS_WITH_EXAMPLE, language="javascript", entry_point="sumOfSquares")
+    assert found.valid and found.code == (
+        "const fs = require('fs');\n\nfunction square(x) {\n  return x * x;\n}\n\n"
+        "function sumOfSquares(xs) {\n  return xs.map(square).reduce((a, b) => a + b, 0);\n}"
+    )
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+def test_assembled_js_runs(tmp_path: Path) -> None:
+    code = extract_code(JS_WITH_EXAMPLE, language="javascript", entry_point="sumOfSquares").code
+    script = tmp_path / "t.js"
+    script.write_text(code + "\nprocess.exit(sumOfSquares([3, 4]) === 25 ? 0 : 1);\n")
+    run = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout == ""  # the example's console.log is gone
+
+
+def test_alternative_after_the_answer_and_stub_signature() -> None:
+    response = (
+        "```typescript\nfunction median(xs: number[]): number {\n  // your code here\n}\n```\n"
+        "Solution:\n```typescript\nimport { sortBy } from './util';\n\n"
+        "function median(xs: number[]): number {\n  const s = sortBy(xs);\n  return s[s.length >> 1];\n}\n```\n"
+        "Alternatively, without the helper:\n```typescript\nconst median = (xs: number[]): number =>\n"
+        "  [...xs].sort((a, b) => a - b)[xs.length >> 1];\nconsole.log(median([3, 1, 2]));\n```\n"
+        "Test:\n```typescript\nimport { median } from './median';\nconsole.assert(median([1]) === 1);\n```\n"
+    )
+    found = extract_code(response, language="typescript", entry_point="median")
+    # The last block defining it (an alternative, complete in itself) wins; the test block and its import go.
+    assert found.code == "const median = (xs: number[]): number =>\n  [...xs].sort((a, b) => a - b)[xs.length >> 1];"
+    stub_last = response.split("Alternatively")[0] + "```ts\nfunction median(xs: number[]): number {\n}\n```\n"
+    assert extract_code(stub_last, language="typescript", entry_point="median").code == (
+        "import { sortBy } from './util';\n\n"
+        "function median(xs: number[]): number {\n  const s = sortBy(xs);\n  return s[s.length >> 1];\n}"
+    )
+
+
+def test_java_main_method_cut_from_the_class() -> None:
+    response = fenced(
+        (
+            "java",
+            "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n"
+            "    public static void main(String[] args) {\n        System.out.println(new Solution().add(1, 2));\n"
+            "    }\n}",
+        )
+    )
+    assert extract_code(response, language="java", entry_point="add").code == (
+        "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n}"
+    )
+    assert "main" in extract_code(response, language="java").code
+
+
+def test_go_keeps_only_the_imports_the_function_uses() -> None:
+    response = fenced(
+        (
+            "go",
+            'package main\n\nimport (\n    "fmt"\n    "strings"\n)\n\n'
+            "func Shout(s string) string {\n    return strings.ToUpper(s) + Bang\n}\n\n"
+            'const Bang = "!"\n\nfunc main() {\n    fmt.Println(Shout("hi"))\n}',
+        )
+    )
+    assert extract_code(response, language="go", entry_point="Shout").code == (
+        'package main\nimport "strings"\n\nfunc Shout(s string) string {\n    return strings.ToUpper(s) + Bang\n}'
+        '\n\nconst Bang = "!"'
+    )
+
+
+def test_rust_impls_and_attributes_follow_their_type() -> None:
+    response = fenced(
+        ("rust", "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
+         "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}"),
+        ("rust", "fn most(c: &Counter) -> i32 {\n    c.top()\n}\n\nfn main() {\n    println!(\"{}\", 1);\n}"),
+    )  # fmt: skip
+    assert extract_code(response, language="rust", entry_point="most").code == (
+        "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
+        "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}\n\n"
+        "fn most(c: &Counter) -> i32 {\n    c.top()\n}"
+    )
+
+
+def test_without_a_defining_block_or_an_entry_point_the_choice_is_todays() -> None:
+    for response, language in ((CPP_SPLIT, "cpp"), (JS_WITH_EXAMPLE, "javascript")):
+        today = extract_code(response, language=language)
+        assert extract_code(response, language=language, entry_point="nowhere") == today
+        assert extract_code(response, language=language, entry_point=None) == today
+    # An answer block alone, assembled back into itself, is returned as written (its comments too).
+    single = fenced(("c", "/* sum */\nint sum(int a, int b) { return a + b; }"))
+    assert extract_code(single, language="c", entry_point="sum").code == single.split("```c\n")[1][:-5]
+
+
+def test_result_that_does_not_parse_falls_back() -> None:
+    # Each block parses in one TypeScript grammar (`<number>x` only in typescript, JSX only in tsx); the
+    # assembly needs both blocks and parses in neither, so today's choice (the last block) is returned.
+    response = fenced(
+        ("ts", "function f(x: any): number {\n  return <number>x + g();\n}"),
+        ("tsx", "function g() {\n  return <div/>;\n}"),
+    )
+    both = b"function f(x: any) { return <number>x; }\nconst d = <div/>;"
+    assert _ts_client.check(both, "typescript") == "syntax_error"
+    found = extract_code(response, language="typescript", entry_point="f")
+    assert found == extract_code(response, language="typescript") and found.code.startswith("function g()")
+    for response, language, entry in ((CPP_SPLIT, "cpp", "solve"), (JS_WITH_EXAMPLE, "javascript", "sumOfSquares")):
+        code = extract_code(response, language=language, entry_point=entry).code
+        assert _ts_client.check(code.encode(), language) == "code"
+
+
+@pytest.mark.parametrize(
+    ("code", "language", "reason"),
+    [
+        # The GLR blow-up that kills the worker: the assembly fails, today's check crashes too.
+        ("int solve() { return 1; }\n" + "a<a." * 40_000, "cpp", "parse_failed"),
+        ("function solve() { return 1; }\nx = " + "[" * 100_000 + "]" * 100_000 + ";", "javascript", "ok"),  # deep
+        ("int solve() { return 0; }\n" * 20_000, "c", "ok"),  # over the byte cap: not assembled
+    ],
+)
+def test_hostile_input_with_an_entry_point_stays_bounded(code: str, language: str, reason: str) -> None:
+    first = "function solve() {}" if language == "javascript" else "int solve() { return 1; }"
+    response = fenced((language, first), (language, code))
+    assert _ts_client.check(b"int x;", "c") == "code"
+    worker = _ts_client._worker.proc
+    found = extract_code(response, language=language, entry_point="solve")
+    # Past the depth cap the assembly gives up without crashing the worker; the soup crashes it.
+    assert (_ts_client._worker.proc is worker) == (reason == "ok")
+    assert found == extract_code(response, language=language)  # the verdict of today's choice
+    assert found.reason == reason
+    assert extract_code(fenced(("cpp", "int solve() { return 1; }")), language="cpp", entry_point="solve").valid
