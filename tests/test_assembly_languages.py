@@ -11,6 +11,9 @@ import pytest
 
 from codescaler_rerank import _ts_client
 from codescaler_rerank.extraction import extract_code
+from codescaler_rerank.pipeline import extract_all
+from codescaler_rerank.reranker import Reranker
+from test_assembly import RecordingScorer
 
 
 def fenced(*blocks: tuple[str, str], prose: str = "Here:\n") -> str:
@@ -196,3 +199,12 @@ def test_hostile_input_with_an_entry_point_stays_bounded(code: str, language: st
     assert found == extract_code(response, language=language)  # the verdict of today's choice
     assert found.reason == reason
     assert extract_code(fenced(("cpp", "int solve() { return 1; }")), language="cpp", entry_point="solve").valid
+
+
+def test_reranker_passes_the_prompts_entry_point_for_other_languages() -> None:
+    prompt = "Write a C++ function `solve(v)` that returns the sum of helper(x) over v."
+    scorer = RecordingScorer()
+    best = Reranker(reward_model=scorer, language="cpp").select(prompt, [CPP_SPLIT]).best
+    assert (best.code, best.valid) == (CPP_ASSEMBLED, True) and scorer.pairs == [(prompt, CPP_ASSEMBLED)]
+    assert extract_all([CPP_SPLIT], "cpp", "lenient", "Sum things.") == [extract_code(CPP_SPLIT, language="cpp")]
+    assert extract_all([CPP_SPLIT], "cpp", "strict", prompt) == [extract_code(CPP_SPLIT, language="cpp", mode="strict")]
