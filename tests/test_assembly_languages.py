@@ -82,6 +82,16 @@ def test_js_usage_example_and_console_log_dropped() -> None:
     )
 
 
+def test_exports_of_kept_items_stay() -> None:
+    response = fenced(
+        ("js", "function f(x) {\n  return x + 1;\n}\nconsole.log(f(1));\nmodule.exports = { f };\n"
+         "module.exports.demo = () => console.log(f(2));"),
+    )  # fmt: skip
+    assert extract_code(response, language="javascript", entry_point="f").code == (
+        "function f(x) {\n  return x + 1;\n}\n\nmodule.exports = { f };"
+    )
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
 def test_assembled_js_runs(tmp_path: Path) -> None:
     code = extract_code(JS_WITH_EXAMPLE, language="javascript", entry_point="sumOfSquares").code

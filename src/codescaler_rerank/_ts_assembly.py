@@ -52,6 +52,9 @@ _FUNCTIONS = frozenset(
     {"function_definition", "function_declaration", "function_item", "method_declaration", "method_definition"}
 )  # fmt: skip
 _REQUIRE = re.compile(rb"^(?:const|let|var)\s[^=]*=\s*require\s*\(")
+# `module.exports = {f}`, `exports.f = f`, `export { f }`: kept from the answer block if they name only kept items.
+_EXPORT = re.compile(rb"^(?:module\s*\.\s*)?exports\b|^export\b")
+_EXPORT_NAMES = frozenset({"module", "exports"})
 _ATTRIBUTE = frozenset({"attribute_item"})  # Rust `#[derive(...)]`: belongs to the next item
 
 
@@ -180,7 +183,8 @@ def _providers(items: list[list[_Item]], name: str, root: _Item, entry_point: st
 def _render(
     items: list[list[_Item]], blocks: list[bytes], answer: int, chosen: set[_Item], entry_point: str, language: str
 ) -> bytes:
-    """Imports first, then the chosen items, in source order; the answer block as written if that is all of it."""
+    """Imports first, then the chosen items and the answer block's exports of them, in source order; the answer
+    block as written if that is all of it."""
     taken = {name for item in chosen for name in item.binds}
     reads = {name for item in chosen for name in item.reads} | {item.owner for item in chosen if item.owner}
     imports, seen_text, seen_names = [], set(), set()
@@ -195,7 +199,8 @@ def _render(
             seen_text.add(item.text.strip())
             seen_names |= item.binds
             imports.append(item)
-    body = sorted(chosen, key=lambda item: (item.block, item.index))
+    exports = [item for item in items[answer] if item.kind == "export" and item.reads - _EXPORT_NAMES <= taken]
+    body = sorted([*chosen, *exports], key=lambda item: (item.block, item.index))
     cut = entry_point != "main" and any(item.mains for item in body)
     if not cut and [*imports, *body] == items[answer]:
         return blocks[answer]
@@ -295,10 +300,13 @@ def _unwrapped(node):  # noqa: ANN001, ANN202
 
 
 def _kind(node, data: bytes, language: str) -> str:  # noqa: ANN001
+    text = data[node.start_byte : node.end_byte]
+    if node.type in ("expression_statement", "export_statement") and _EXPORT.match(text):
+        return "export"
     if node.type in _IMPORTS:
         return "import"
     if node.type in ("lexical_declaration", "variable_declaration"):
-        if _REQUIRE.match(data[node.start_byte : node.end_byte]):
+        if _REQUIRE.match(text):
             return "import"
         declarators = [d for d in node.named_children if d.type == "variable_declarator"]
         return "definition" if declarators and all(map(_is_function_value, declarators)) else "constant"
