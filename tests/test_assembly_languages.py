@@ -52,6 +52,18 @@ def test_assembled_cpp_compiles_with_a_test_main(tmp_path: Path) -> None:
     assert subprocess.run([str(tmp_path / "t")], timeout=30).returncode == 0
 
 
+def test_cpp_helper_from_a_later_block_moves_before_its_use() -> None:
+    response = fenced(
+        ("cpp", "#include <string>\n\nstd::string shout(std::string s) {\n    return upper(s) + \"!\";\n}"),
+        ("cpp", "std::string upper(std::string s) {\n    for (auto &c : s) c = toupper(c);\n    return s;\n}"),
+        ("cpp", "int main() { return shout(\"a\").size(); }"),
+    )
+    assert extract_code(response, language="cpp", entry_point="shout").code == (
+        "#include <string>\n\nstd::string upper(std::string s) {\n    for (auto &c : s) c = toupper(c);\n"
+        "    return s;\n}\n\nstd::string shout(std::string s) {\n    return upper(s) + \"!\";\n}"
+    )
+
+
 def test_main_is_kept_when_it_is_the_entry_point_and_class_methods_count() -> None:
     found = extract_code(CPP_SPLIT, language="cpp", entry_point="main")
     assert found.code.startswith("#include <iostream>") and "int main()" in found.code and "helper" in found.code

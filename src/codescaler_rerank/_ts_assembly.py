@@ -134,6 +134,14 @@ def _closure(items: list[list[_Item]], answer: int, entry_point: str) -> set[_It
         and entry_point not in item.binds | item.reads
         and (entry_point == "main" or "main" not in item.binds)
     }
+    binders: list[dict[str, list[_Item]]] = [{} for _ in items]
+    owned: list[dict[str, list[_Item]]] = [{} for _ in items]
+    for b, its in enumerate(items):
+        for item in its:
+            for name in item.binds:
+                binders[b].setdefault(name, []).append(item)
+            if item.owner:
+                owned[b].setdefault(item.owner, []).append(item)
     chosen: set[_Item] = set()
     resolved = {entry_point} | {name for item in companions for name in item.binds} | set(root.binds)
     adding, pending = [root, *companions], [root.owner] if root.owner else []
@@ -143,28 +151,27 @@ def _closure(items: list[list[_Item]], answer: int, entry_point: str) -> set[_It
             if item not in chosen:
                 chosen.add(item)
                 pending.extend(item.reads)
-                adding.extend(other for other in items[item.block] if other.owner in item.binds)
+                adding.extend(other for name in item.binds for other in owned[item.block].get(name, ()))
             continue
         name = pending.pop()
         if name in resolved or (name == "main" and entry_point != "main"):
             continue
         resolved.add(name)
-        adding.extend(_providers(items, name, root, entry_point))
+        adding.extend(_providers(binders, name, root, entry_point))
     return chosen
 
 
-def _providers(items: list[list[_Item]], name: str, root: _Item, entry_point: str) -> list[_Item]:
+def _providers(binders: list[dict[str, list[_Item]]], name: str, root: _Item, entry_point: str) -> list[_Item]:
     """What binds `name` for the answer: a definition or constant (the answer block's last one before the
     root, else its first after it, else the first in the nearest other block, earlier blocks first), with the
     same block's prototypes of it; else a prototype alone."""
-    order = (root.block, *range(root.block - 1, -1, -1), *range(root.block + 1, len(items)))
+    order = (root.block, *range(root.block - 1, -1, -1), *range(root.block + 1, len(binders)))
     fallback: list[_Item] = []
     for b in order:
         binding = [
             item
-            for item in items[b]
-            if name in item.binds
-            and item.kind in ("definition", "constant", "prototype")
+            for item in binders[b].get(name, ())
+            if item.kind in ("definition", "constant", "prototype")
             and (item.kind == "definition" or entry_point not in item.reads)
         ]
         real = [item for item in binding if item.kind != "prototype"]
@@ -201,12 +208,41 @@ def _render(
             imports.append(item)
     exports = [item for item in items[answer] if item.kind == "export" and item.reads - _EXPORT_NAMES <= taken]
     body = sorted([*chosen, *exports], key=lambda item: (item.block, item.index))
+    if language in ("c", "cpp"):
+        body = _uses_after_definitions(body)
     cut = entry_point != "main" and any(item.mains for item in body)
     if not cut and [*imports, *body] == items[answer]:
         return blocks[answer]
     head = b"\n".join(item.text.strip() for item in imports)
     parts = [(_without_mains(item) if cut else item.text).strip() for item in body]
     return b"\n\n".join([head, *parts] if head else parts)
+
+
+def _uses_after_definitions(body: list[_Item]) -> list[_Item]:
+    """C/C++ items in source order, except that an item comes after the items it uses (a helper from a later
+    block moves up). Unchanged when the source order already has this property; cycles keep source order."""
+    position = {item: i for i, item in enumerate(body)}
+    binder: dict[str, _Item] = {}
+    for item in body:
+        for name in item.binds:
+            binder.setdefault(name, item)
+    order: list[_Item] = []
+    done: set[_Item] = set()
+    for start in body:
+        stack = [(start, iter(sorted({binder[n] for n in start.reads if n in binder}, key=position.__getitem__)))]
+        entered = {start}
+        while stack:
+            item, deps = stack[-1]
+            dep = next((d for d in deps if d not in done and d not in entered), None)
+            if dep is not None:
+                entered.add(dep)
+                stack.append((dep, iter(sorted({binder[n] for n in dep.reads if n in binder}, key=position.__getitem__))))
+                continue
+            stack.pop()
+            if item not in done:
+                done.add(item)
+                order.append(item)
+    return order
 
 
 def _import_needed(item: _Item, answer: int, reads: set[str], language: str) -> bool:
