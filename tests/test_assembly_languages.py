@@ -132,34 +132,32 @@ def test_alternative_after_the_answer_and_stub_signature() -> None:
     )
 
 
-def test_java_main_method_cut_from_the_class() -> None:
-    response = fenced(
-        (
+@pytest.mark.parametrize(
+    ("language", "code", "entry_point", "expected"),
+    [
+        (  # Java: the `main` method is cut from the kept class
             "java",
             "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n"
             "    public static void main(String[] args) {\n        System.out.println(new Solution().add(1, 2));\n"
             "    }\n}",
-        )
-    )
-    assert extract_code(response, language="java", entry_point="add").code == (
-        "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n}"
-    )
-    assert "main" in extract_code(response, language="java").code
-
-
-def test_go_keeps_only_the_imports_the_function_uses() -> None:
-    response = fenced(
-        (
+            "add",
+            "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n}",
+        ),
+        (  # Go: only the imports the kept code names (an unused import does not compile)
             "go",
             'package main\n\nimport (\n    "fmt"\n    "strings"\n)\n\n'
             "func Shout(s string) string {\n    return strings.ToUpper(s) + Bang\n}\n\n"
             'const Bang = "!"\n\nfunc main() {\n    fmt.Println(Shout("hi"))\n}',
-        )
-    )
-    assert extract_code(response, language="go", entry_point="Shout").code == (
-        'package main\nimport "strings"\n\nfunc Shout(s string) string {\n    return strings.ToUpper(s) + Bang\n}'
-        '\n\nconst Bang = "!"'
-    )
+            "Shout",
+            'package main\nimport "strings"\n\nfunc Shout(s string) string {\n    return strings.ToUpper(s) + Bang\n}'
+            '\n\nconst Bang = "!"',
+        ),
+    ],
+)
+def test_main_and_unused_imports_dropped(language: str, code: str, entry_point: str, expected: str) -> None:
+    response = fenced((language, code))
+    assert extract_code(response, language=language, entry_point=entry_point).code == expected
+    assert extract_code(response, language=language).code == code  # without the entry point: as written
 
 
 def test_rust_impls_and_attributes_follow_their_type() -> None:
