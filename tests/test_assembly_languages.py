@@ -204,7 +204,8 @@ def test_result_that_does_not_parse_falls_back() -> None:
     [
         # The GLR blow-up that kills the worker: the assembly fails, today's check crashes too.
         ("int solve() { return 1; }\n" + "a<a." * 40_000, "cpp", "parse_failed"),
-        ("function solve() { return 1; }\nx = " + "[" * 100_000 + "]" * 100_000 + ";", "javascript", "ok"),  # deep
+        # Nested past the walk's depth cap, inside the definition: not assembled, the worker lives on.
+        ("function solve() {\n  return " + "[" * 100_000 + "]" * 100_000 + ";\n}", "javascript", "ok"),
         ("int solve() { return 0; }\n" * 20_000, "c", "ok"),  # over the byte cap: not assembled
     ],
 )
@@ -228,3 +229,8 @@ def test_reranker_passes_the_prompts_entry_point_for_other_languages() -> None:
     assert (best.code, best.valid) == (CPP_ASSEMBLED, True) and scorer.pairs == [(prompt, CPP_ASSEMBLED)]
     assert extract_all([CPP_SPLIT], "cpp", "lenient", "Sum things.") == [extract_code(CPP_SPLIT, language="cpp")]
     assert extract_all([CPP_SPLIT], "cpp", "strict", prompt) == [extract_code(CPP_SPLIT, language="cpp", mode="strict")]
+
+
+def test_deep_example_statement_is_dropped_without_being_walked() -> None:
+    response = fenced(("js", "function solve() { return 1; }\nx = " + "[" * 100_000 + "]" * 100_000 + ";"))
+    assert extract_code(response, language="javascript", entry_point="solve").code == "function solve() { return 1; }"

@@ -62,7 +62,7 @@ class TooLarge(Exception):
     """More than `MAX_NODES` nodes walked in one request, or a subtree deeper than `MAX_DEPTH`."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Item:
     """One top-level item of one block."""
 
@@ -75,6 +75,9 @@ class _Item:
     defines: dict[str, bool] = field(default_factory=dict)  # name defined inside -> has a real body
     owner: str | None = None  # the type a method/impl/out-of-class member belongs to
     mains: list[tuple[int, int]] = field(default_factory=list)  # nested `main` methods (offsets in text)
+
+
+_OTHER = _Item(-1, -1, b"", "other", frozenset(), frozenset())  # a block's statements, none of them kept
 
 
 class _Counter:
@@ -226,17 +229,21 @@ def _uses_after_definitions(body: list[_Item]) -> list[_Item]:
     for item in body:
         for name in item.binds:
             binder.setdefault(name, item)
+
+    def uses(item: _Item) -> Iterator[_Item]:
+        return iter(sorted({binder[n] for n in item.reads if n in binder}, key=position.__getitem__))
+
     order: list[_Item] = []
     done: set[_Item] = set()
     for start in body:
-        stack = [(start, iter(sorted({binder[n] for n in start.reads if n in binder}, key=position.__getitem__)))]
+        stack = [(start, uses(start))]
         entered = {start}
         while stack:
             item, deps = stack[-1]
             dep = next((d for d in deps if d not in done and d not in entered), None)
             if dep is not None:
                 entered.add(dep)
-                stack.append((dep, iter(sorted({binder[n] for n in dep.reads if n in binder}, key=position.__getitem__))))
+                stack.append((dep, uses(dep)))
                 continue
             stack.pop()
             if item not in done:
@@ -270,26 +277,37 @@ def _without_mains(item: _Item) -> bytes:
 
 def _items(block: int, root, data: bytes, language: str, counter: _Counter) -> list[_Item]:  # noqa: ANN001
     """The top-level items of one parsed block: a `;` after an item and a Rust attribute before it belong to
-    it; a Go import declaration gives one item per spec."""
+    it; a Go import declaration gives one item per spec; statements (never kept) are one shared `_OTHER`."""
     spans: list[list] = []  # [start, end, node]
-    start = None
-    for node in root.children:
+    start, other, cursor = None, False, root.walk()
+    has_child = cursor.goto_first_child()  # the children one by one: `root.children` would hold them all
+    while has_child:
         counter.spend()
+        node = cursor.node
         if not node.is_named:
-            if spans and node.type == ";":
+            if spans and node.type == ";" and spans[-1][2] is not None:
                 spans[-1][1] = node.end_byte
         elif node.type in _ATTRIBUTE:
             start = node.start_byte if start is None else start
-        elif node.type != "comment":
+        elif node.type == "comment":
+            pass
+        elif _kind(_unwrapped(node), data, language) == "other":
+            other, start = True, None
+            if not spans or spans[-1][2] is not None:
+                spans.append([0, 0, None])  # a `;` after the statement is not the item's before it
+        else:
             spans.append([node.start_byte if start is None else start, node.end_byte, node])
             start = None
+        has_child = cursor.goto_next_sibling()
     items: list[_Item] = []
     for begin, end, node in spans:
+        if node is None:
+            continue
         if language == "go" and node.type == "import_declaration":
             items.extend(_go_imports(block, len(items), node, data, counter))
         else:
             items.append(_item((block, len(items)), (begin, end), node, data, language, counter))
-    return items
+    return [*items, _OTHER] if other else items
 
 
 def _go_imports(block: int, index: int, node, data: bytes, counter: _Counter) -> list[_Item]:  # noqa: ANN001
@@ -367,8 +385,8 @@ def _binds(node, kind: str, data: bytes) -> tuple[set[str], str | None]:  # noqa
         return set(), _base_name(kind_node, data) if kind_node is not None else None
     if node.type == "method_declaration" and node.child_by_field_name("receiver") is not None:  # Go
         receiver = node.child_by_field_name("receiver")
-        types = [w for w in _identifiers(receiver, data, {"type_identifier"})]
-        return {_text(node.child_by_field_name("name"), data)}, types[0] if types else None
+        types = _identifiers(receiver, data, {"type_identifier"})
+        return {_text(node.child_by_field_name("name"), data)}, min(types) if types else None
     name, owner = _name(node, data)
     if name is not None:
         return {name}, owner
