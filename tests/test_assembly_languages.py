@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from codescaler_rerank import _ts_client
+from codescaler_rerank.assembly import detect_entry_point
 from codescaler_rerank.extraction import extract_code
 from codescaler_rerank.pipeline import extract_all
 from codescaler_rerank.reranker import Reranker
@@ -234,3 +235,31 @@ def test_reranker_passes_the_prompts_entry_point_for_other_languages() -> None:
 def test_deep_example_statement_is_dropped_without_being_walked() -> None:
     response = fenced(("js", "function solve() { return 1; }\nx = " + "[" * 100_000 + "]" * 100_000 + ";"))
     assert extract_code(response, language="javascript", entry_point="solve").code == "function solve() { return 1; }"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "language", "expected"),
+    [
+        ("class Solution {\npublic:\n    vector<int> twoSum(vector<int>& nums, int target) {\n        \n    }\n};",
+         "cpp", "twoSum"),
+        ("/**\n * struct ListNode {\n *     ListNode(int x) : val(x), next(NULL) {}\n * };\n */\nclass Solution {\n"
+         "public:\n    ListNode* reverseList(ListNode* head) {\n    }\n};", "cpp", "reverseList"),
+        ("class Solution {\n    public int[] twoSum(int[] nums, int target) {\n    }\n}", "java", "twoSum"),
+        ("/**\n * @param {number[]} nums\n */\nvar twoSum = function(nums, target) {\n};", "javascript", "twoSum"),
+        ("function twoSum(nums: number[], target: number): number[] {\n\n};", "typescript", "twoSum"),
+        ("func twoSum(nums []int, target int) []int {\n    \n}", "go", "twoSum"),
+        ("impl Solution {\n    pub fn two_sum(nums: Vec<i32>, target: i32) -> Vec<i32> {\n    }\n}", "rust", "two_sum"),
+        ("Write a C++ function `solve(v)` that sums v.", "cpp", "solve"),  # prose, as for Python
+        ("Read n and print n*2.\nint main() {\n}", "cpp", None),  # main is never the function to write
+        ("Explain this: if (x) {", "cpp", None),
+        ("int twoSum(int a) {\n}", "python", None),  # Python prompts: unchanged (a `def` or the prose)
+    ],
+)  # fmt: skip
+def test_entry_point_from_starter_code_of_other_languages(prompt: str, language: str, expected: str | None) -> None:
+    assert detect_entry_point(prompt, language) == expected
+
+
+def test_reranker_uses_the_starter_codes_entry_point() -> None:
+    prompt = "Complete:\n```cpp\nint solve(vector<int> v) {\n}\n```"
+    best = Reranker(reward_model=RecordingScorer(), language="cpp").select(prompt, [CPP_SPLIT]).best
+    assert best.code == CPP_ASSEMBLED
