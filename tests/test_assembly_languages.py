@@ -144,6 +144,14 @@ def test_alternative_after_the_answer_and_stub_signature() -> None:
             "add",
             "import java.util.*;\n\nclass Solution {\n    public int add(int a, int b) { return a + b; }\n\n}",
         ),
+        (  # Java: a class around `main` that never names the entry point is no companion
+            "java",
+            "class Solution {\n    int twice(int a) { return 2 * a; }\n}\n\n"
+            "public class Main {\n    public static void main(String[] args) {\n        System.out.println(0);\n"
+            "    }\n}",
+            "twice",
+            "class Solution {\n    int twice(int a) { return 2 * a; }\n}",
+        ),
         (  # Go: only the imports the kept code names (an unused import does not compile)
             "go",
             'package main\n\nimport (\n    "fmt"\n    "strings"\n)\n\n'

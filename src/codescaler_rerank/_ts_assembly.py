@@ -135,7 +135,7 @@ def _closure(items: list[list[_Item]], answer: int, entry_point: str) -> set[_It
         and item.binds
         and all(item.defines.get(name, True) for name in item.binds)
         and entry_point not in item.binds | item.reads
-        and (entry_point == "main" or "main" not in item.binds)
+        and (entry_point == "main" or "main" not in item.defines)  # nor a class holding `main`
     }
     binders: list[dict[str, list[_Item]]] = [{} for _ in items]
     owned: list[dict[str, list[_Item]]] = [{} for _ in items]
