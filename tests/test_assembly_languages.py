@@ -99,9 +99,18 @@ def test_exports_of_kept_items_stay() -> None:
     response = fenced(
         ("js", "function f(x) {\n  return x + 1;\n}\nconsole.log(f(1));\nmodule.exports = { f };\n"
          "module.exports.demo = () => console.log(f(2));"),
+        ("js", "module.exports = { f };\nexports.g = f;"),
     )  # fmt: skip
     assert extract_code(response, language="javascript", entry_point="f").code == (
-        "function f(x) {\n  return x + 1;\n}\n\nmodule.exports = { f };"
+        "function f(x) {\n  return x + 1;\n}\n\nmodule.exports = { f };\n\nexports.g = f;"
+    )
+
+
+def test_a_block_of_includes_without_a_final_newline_counts() -> None:
+    includes, function = "#include <string>\n#include <cctype>", "bool up(char c) { return isupper(c); }"
+    response = fenced(("cpp", includes), ("cpp", function))
+    assert extract_code(response, language="cpp", entry_point="up").code == (
+        f"{includes}\n\n{function}"
     )
 
 

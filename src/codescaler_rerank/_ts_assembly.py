@@ -52,7 +52,7 @@ _FUNCTIONS = frozenset(
     {"function_definition", "function_declaration", "function_item", "method_declaration", "method_definition"}
 )  # fmt: skip
 _REQUIRE = re.compile(rb"^(?:const|let|var)\s[^=]*=\s*require\s*\(")
-# `module.exports = {f}`, `exports.f = f`, `export { f }`: kept from the answer block if they name only kept items.
+# `module.exports = {f}`, `exports.f = f`, `export { f }`: kept if they name only kept items.
 _EXPORT = re.compile(rb"^(?:module\s*\.\s*)?exports\b|^export\b")
 _EXPORT_NAMES = frozenset({"module", "exports"})
 _ATTRIBUTE = frozenset({"attribute_item"})  # Rust `#[derive(...)]`: belongs to the next item
@@ -193,8 +193,8 @@ def _providers(binders: list[dict[str, list[_Item]]], name: str, root: _Item, en
 def _render(
     items: list[list[_Item]], blocks: list[bytes], answer: int, chosen: set[_Item], entry_point: str, language: str
 ) -> bytes:
-    """Imports first, then the chosen items and the answer block's exports of them, in source order; the answer
-    block as written if that is all of it."""
+    """Imports first, then the chosen items and the exports of them, in source order; the answer block as
+    written if that is all of it."""
     taken = {name for item in chosen for name in item.binds}
     reads = {name for item in chosen for name in item.reads} | {item.owner for item in chosen if item.owner}
     imports, seen_text, seen_names = [], set(), set()
@@ -209,7 +209,11 @@ def _render(
             seen_text.add(item.text.strip())
             seen_names |= item.binds
             imports.append(item)
-    exports = [item for item in items[answer] if item.kind == "export" and item.reads - _EXPORT_NAMES <= taken]
+    exports, seen_exports = [], set()
+    for item in (item for block in items for item in block if item.kind == "export"):
+        if item.reads - _EXPORT_NAMES <= taken and item.text.strip() not in seen_exports:
+            seen_exports.add(item.text.strip())
+            exports.append(item)
     body = sorted([*chosen, *exports], key=lambda item: (item.block, item.index))
     if language in ("c", "cpp"):
         body = _uses_after_definitions(body)

@@ -89,8 +89,9 @@ def unpack(data: bytes) -> list[bytes]:
 def _assemble(parsers: dict, assemble, language: str, data: bytes) -> tuple[int, bytes]:  # noqa: ANN001
     """The program `_ts_assembly.assemble` builds from `unpack(data)` = [entry point, *blocks]."""
     entry_point, *blocks = unpack(data)
-    roots = [_parse(parsers, language, block) for block in blocks]
-    code = assemble(roots, blocks, entry_point.decode(), language, lambda text: _parse(parsers, language, text))
+    # Parsed with a final newline: a block ending in `#include <x>` (tidied, so without one) is valid C.
+    roots = [_parse(parsers, language, block + b"\n") for block in blocks]
+    code = assemble(roots, blocks, entry_point.decode(), language, lambda text: _parse(parsers, language, text + b"\n"))
     return (NONE, b"") if code is None else (TEXT, code)
 
 
