@@ -139,9 +139,12 @@ def _closure(items: list[list[_Item]], answer: int, entry_point: str) -> set[_It
     }
     binders: list[dict[str, list[_Item]]] = [{} for _ in items]
     owned: list[dict[str, list[_Item]]] = [{} for _ in items]
+    where: dict[str, list[int]] = {}
     for b, its in enumerate(items):
         for item in its:
             for name in item.binds:
+                if name not in binders[b]:
+                    where.setdefault(name, []).append(b)
                 binders[b].setdefault(name, []).append(item)
             if item.owner:
                 owned[b].setdefault(item.owner, []).append(item)
@@ -160,17 +163,18 @@ def _closure(items: list[list[_Item]], answer: int, entry_point: str) -> set[_It
         if name in resolved or (name == "main" and entry_point != "main"):
             continue
         resolved.add(name)
-        adding.extend(_providers(binders, name, root, entry_point))
+        adding.extend(_providers(binders, where, name, root, entry_point))
     return chosen
 
 
-def _providers(binders: list[dict[str, list[_Item]]], name: str, root: _Item, entry_point: str) -> list[_Item]:
+def _providers(  # noqa: PLR0913
+    binders: list[dict[str, list[_Item]]], where: dict[str, list[int]], name: str, root: _Item, entry_point: str
+) -> list[_Item]:
     """What binds `name` for the answer: a definition or constant (the answer block's last one before the
     root, else its first after it, else the first in the nearest other block, earlier blocks first), with the
-    same block's prototypes of it; else a prototype alone."""
-    order = (root.block, *range(root.block - 1, -1, -1), *range(root.block + 1, len(binders)))
+    same block's prototypes of it; else a prototype alone. `where[name]`: the blocks binding it, ascending."""
     fallback: list[_Item] = []
-    for b in order:
+    for b in _search_order(where.get(name, []), root.block):
         binding = [
             item
             for item in binders[b].get(name, ())
@@ -188,6 +192,11 @@ def _providers(binders: list[dict[str, list[_Item]]], name: str, root: _Item, en
             pick = real[0]
         return [pick, *(item for item in binding if item.kind == "prototype")]
     return fallback
+
+
+def _search_order(blocks: list[int], answer: int) -> list[int]:
+    """`blocks` (ascending): the answer block, then the earlier ones nearest first, then the later ones."""
+    return sorted(blocks, key=lambda b: (0, 0) if b == answer else (1, answer - b) if b < answer else (2, b))
 
 
 def _render(
