@@ -95,17 +95,6 @@ def test_js_usage_example_and_console_log_dropped() -> None:
     )
 
 
-def test_exports_of_kept_items_stay() -> None:
-    response = fenced(
-        ("js", "function f(x) {\n  return x + 1;\n}\nconsole.log(f(1));\nmodule.exports = { f };\n"
-         "module.exports.demo = () => console.log(f(2));"),
-        ("js", "module.exports = { f };\nexports.g = f;"),
-    )  # fmt: skip
-    assert extract_code(response, language="javascript", entry_point="f").code == (
-        "function f(x) {\n  return x + 1;\n}\n\nmodule.exports = { f };\n\nexports.g = f;"
-    )
-
-
 def test_a_block_of_includes_without_a_final_newline_counts() -> None:
     includes, function = "#include <string>\n#include <cctype>", "bool up(char c) { return isupper(c); }"
     response = fenced(("cpp", includes), ("cpp", function))
@@ -178,17 +167,29 @@ def test_main_and_unused_imports_dropped(language: str, code: str, entry_point: 
     assert extract_code(response, language=language).code == code  # without the entry point: as written
 
 
-def test_rust_impls_and_attributes_follow_their_type() -> None:
-    response = fenced(
-        ("rust", "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
-         "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}"),
-        ("rust", "fn most(c: &Counter) -> i32 {\n    c.top()\n}\n\nfn main() {\n    println!(\"{}\", 1);\n}"),
-    )  # fmt: skip
-    assert extract_code(response, language="rust", entry_point="most").code == (
-        "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
-        "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}\n\n"
-        "fn most(c: &Counter) -> i32 {\n    c.top()\n}"
-    )
+@pytest.mark.parametrize(
+    ("blocks", "language", "entry_point", "expected"),
+    [
+        (  # Rust: impls and attributes follow their type
+            [("rust", "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
+              "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}"),
+             ("rust", "fn most(c: &Counter) -> i32 {\n    c.top()\n}\n\nfn main() {\n    println!(\"{}\", 1);\n}")],
+            "rust", "most",
+            "use std::collections::HashMap;\n\n#[derive(Debug)]\nstruct Counter { m: HashMap<i32, i32> }\n\n"
+            "impl Counter {\n    fn top(&self) -> i32 { *self.m.keys().max().unwrap_or(&0) }\n}\n\n"
+            "fn most(c: &Counter) -> i32 {\n    c.top()\n}",
+        ),
+        (  # JS: exports of kept items stay (once), from any block; one naming a dropped statement goes
+            [("js", "function f(x) {\n  return x + 1;\n}\nconsole.log(f(1));\nmodule.exports = { f };\n"
+              "module.exports.demo = () => console.log(f(2));"),
+             ("js", "module.exports = { f };\nexports.g = f;")],
+            "javascript", "f",
+            "function f(x) {\n  return x + 1;\n}\n\nmodule.exports = { f };\n\nexports.g = f;",
+        ),
+    ],
+)  # fmt: skip
+def test_multi_block_assembly(blocks: list[tuple[str, str]], language: str, entry_point: str, expected: str) -> None:
+    assert extract_code(fenced(*blocks), language=language, entry_point=entry_point).code == expected
 
 
 def test_without_a_defining_block_or_an_entry_point_the_choice_is_todays() -> None:
