@@ -17,7 +17,7 @@ import threading
 
 from . import _ts_worker as wire
 
-__all__ = ["check", "normal"]
+__all__ = ["assemble", "check", "normal"]
 
 _SAFETY_TIMEOUT_S = 30.0
 
@@ -115,4 +115,11 @@ def check(data: bytes, language: str) -> str:
 def normal(data: bytes, language: str) -> str | None:
     """The worker's normal form of `data` (see `_ts_worker._normal`); None if it does not parse or failed."""
     answer = _worker.request(wire.NORMAL, language, data)
+    return answer[1].decode() if answer is not None and answer[0] == wire.TEXT else None
+
+
+def assemble(blocks: list[bytes], language: str, entry_point: str) -> str | None:
+    """The worker's dependency-aware assembly of `blocks` for `entry_point` (see `_ts_assembly`); None if no
+    block defines it, the result does not parse, or the worker failed."""
+    answer = _worker.request(wire.ASSEMBLE, language, wire.pack([entry_point.encode(), *blocks]))
     return answer[1].decode() if answer is not None and answer[0] == wire.TEXT else None

@@ -8,7 +8,8 @@ the cap after ~0.5 s and the process dies, while 128 kB of ordinary code needs u
 Run as a script (`python _ts_worker.py`); it imports only the standard library and tree-sitter. Protocol on
 stdin/stdout, little-endian: request `<op:u8><language:u8><n:u32>` + n bytes of UTF-8 code; answer
 `<status:u8><n:u32>` + n bytes. Ops: CHECK answers status INVALID, VALID_DATA (parses, but holds only names,
-literals and comments) or VALID_CODE; NORMAL answers NONE or TEXT with the normal form as UTF-8.
+literals and comments) or VALID_CODE; NORMAL answers NONE or TEXT with the normal form as UTF-8; ASSEMBLE
+takes `pack([entry_point, *blocks])` and answers NONE or TEXT with the assembled program (`_ts_assembly`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import sys
 
 REQUEST = struct.Struct("<BBI")
 ANSWER = struct.Struct("<BI")
-CHECK, NORMAL = 1, 2
+ITEM = struct.Struct("<I")
+CHECK, NORMAL, ASSEMBLE = 1, 2, 3
 INVALID, VALID_DATA, VALID_CODE, NONE, TEXT = 0, 1, 2, 3, 4
 # Index of a language on the wire; a program is valid if any of the language's grammars parses it.
 LANGUAGES: tuple[str, ...] = ("c", "cpp", "java", "javascript", "typescript", "go", "rust")
@@ -41,6 +43,8 @@ def main() -> None:
 
     from tree_sitter_language_pack import get_parser
 
+    import _ts_assembly  # a sibling module: this file runs as a script
+
     parsers = {grammar: get_parser(grammar) for grammars in _GRAMMARS.values() for grammar in grammars}  # type: ignore[arg-type]
     with open("/proc/self/statm") as statm:
         used = int(statm.read().split()[0]) * resource.getpagesize()
@@ -49,7 +53,10 @@ def main() -> None:
     while len(header := stdin.read(REQUEST.size)) == REQUEST.size:
         op, index, size = REQUEST.unpack(header)
         data = stdin.read(size)
-        status, payload = _answer(parsers, op, LANGUAGES[index], data)
+        if op == ASSEMBLE:
+            status, payload = _assemble(parsers, _ts_assembly.assemble, LANGUAGES[index], data)
+        else:
+            status, payload = _answer(parsers, op, LANGUAGES[index], data)
         stdout.write(ANSWER.pack(status, len(payload)) + payload)
         stdout.flush()
 
@@ -62,6 +69,30 @@ def _answer(parsers: dict, op: int, language: str, data: bytes) -> tuple[int, by
     if root is None:
         return NONE, b""
     return TEXT, _normal(root, data).encode()
+
+
+def pack(items: list[bytes]) -> bytes:
+    """`<count:u32>` then `<n:u32>` + n bytes per item."""
+    return ITEM.pack(len(items)) + b"".join(ITEM.pack(len(item)) + item for item in items)
+
+
+def unpack(data: bytes) -> list[bytes]:
+    """The items of `pack`."""
+    (count,), pos, items = ITEM.unpack_from(data), ITEM.size, []
+    for _ in range(count):
+        (size,) = ITEM.unpack_from(data, pos)
+        items.append(data[pos + ITEM.size : pos + ITEM.size + size])
+        pos += ITEM.size + size
+    return items
+
+
+def _assemble(parsers: dict, assemble, language: str, data: bytes) -> tuple[int, bytes]:  # noqa: ANN001
+    """The program `_ts_assembly.assemble` builds from `unpack(data)` = [entry point, *blocks]."""
+    entry_point, *blocks = unpack(data)
+    # Parsed with a final newline: a block ending in `#include <x>` (tidied, so without one) is valid C.
+    roots = [_parse(parsers, language, block + b"\n") for block in blocks]
+    code = assemble(roots, blocks, entry_point.decode(), language, lambda text: _parse(parsers, language, text + b"\n"))
+    return (NONE, b"") if code is None else (TEXT, code)
 
 
 def _parse(parsers: dict, language: str, data: bytes):  # noqa: ANN202 (tree_sitter.Node)

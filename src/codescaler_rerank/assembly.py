@@ -38,6 +38,17 @@ _PROSE_DEF = re.compile(
 )
 # An example the prompt gives: `assert name(...)` (MBPP's test list).
 _ASSERT_CALL = re.compile(rf"\bassert\s+(?:not\s+)?\(?\s*({_IDENT})\s*\(")
+# A function with a body in another language's starter code (the last one is the one to write):
+# `int twoSum(vector<int>& nums) {`, `public int[] f(int[] a) {`, `func f(n int) int {`,
+# `pub fn two_sum(v: Vec<i32>) -> i32 {`, `function f(a: number): number {`, `var twoSum = function(nums) {`.
+_STARTER_DEF = re.compile(
+    rf"^[ \t]*(?:[\w<>\[\]:*&,. \t]*?[\s*&])?({_IDENT})\s*\([^(){{}};]*\)[^;{{}}\n]*\{{"
+    rf"|^[ \t]*(?:var|let|const)\s+({_IDENT})\s*=\s*(?:async\s+)?(?:function\b|\([^()]*\)\s*=>)",
+    re.MULTILINE,
+)
+_NOT_STARTER = frozenset(
+    {"if", "for", "while", "switch", "catch", "return", "main", "function", "func", "fn", "sizeof", "synchronized"}
+)  # fmt: skip
 _BUILTINS = frozenset(dir(builtins))
 _NOT_ENTRY = _BUILTINS | {"math"}
 # A line that can start a top-level Python statement worth keeping (prose rarely starts like this).
@@ -49,9 +60,15 @@ _DEFINITION = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _IMPORT = (ast.Import, ast.ImportFrom)
 
 
-def detect_entry_point(prompt: str) -> str | None:
-    """The function (or class) the prompt asks for, or None if it names none."""
+def detect_entry_point(prompt: str, language: str | None = "python") -> str | None:
+    """The function (or class) the prompt asks for, or None if it names none. For a language other than
+    Python, the last function with a body in the prompt's starter code comes first (`main` never counts)."""
     text = prompt[:_MAX_PROMPT_CHARS]
+    if language not in (None, "python"):
+        starters = [next(filter(None, m.groups())) for m in _STARTER_DEF.finditer(text)]
+        starters = [name for name in starters if name not in _NOT_STARTER]
+        if starters:
+            return starters[-1]
     defined = [next(filter(None, match.groups())) for match in _PROMPT_DEF.finditer(text)]
     if defined:
         return defined[-1]  # HumanEval defines helpers first and the function to write last

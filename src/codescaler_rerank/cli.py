@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", default="-", help="file with the response ('-' for stdin)")
     p.add_argument("--language", default="python", help="target language, or 'auto' to detect from the fence")
     p.add_argument("--mode", choices=MODES, default="lenient")
-    p.add_argument("--entry-point", help="the function the prompt asks for (lenient Python: assemble the answer)")
+    p.add_argument("--entry-point", help="the function the prompt asks for (lenient: assemble the answer around it)")
     p.add_argument("--json", action="store_true", help="print the Extraction as JSON")
     p.set_defaults(func=_cmd_extract)
 

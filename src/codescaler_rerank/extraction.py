@@ -121,9 +121,10 @@ def extract_code(
     text: str, language: str | None = "python", mode: str = "lenient", entry_point: str | None = None
 ) -> Extraction:
     """Extract the program from an LLM response; `mode` is 'paper' (the recipe's rule, Python only),
-    'strict' or 'lenient' (see the README's table). In lenient Python extraction, `entry_point` (the
-    function the prompt asks for, see `assembly.detect_entry_point`) picks the block defining it and
-    assembles it with the helpers and imports it uses from every block (`assembly.assemble`)."""
+    'strict' or 'lenient' (see the README's table). In lenient extraction, `entry_point` (the function the
+    prompt asks for, see `assembly.detect_entry_point`) picks the block defining it and assembles it with
+    the helpers and imports it uses from every block (Python: `assembly.assemble`; the other languages:
+    `_ts_assembly`, in the parse worker)."""
     target = canonical_language(language)
     if language is not None and target is None:
         raise ValueError(f"unsupported language {language!r}; supported: {', '.join(SUPPORTED_LANGUAGES)}")
@@ -161,8 +162,9 @@ def normalize_code(code: str, language: str | None) -> str:
 
 
 def _lenient_answer(answer: str, target: str | None, entry_point: str | None) -> Extraction:
-    """Lenient extraction from an answer without reasoning: with a Python entry point, the assembled answer
-    (`assembly.assemble` over the Python blocks, else over the code in the prose); else `_lenient`."""
+    """Lenient extraction from an answer without reasoning: with an entry point, the assembled answer
+    (Python: `assembly.assemble` over the Python blocks, else over the code in the prose; other languages:
+    `_assembled` over the fenced blocks); else `_lenient`."""
     blocks = [_cut_at_stray_fence(block) for block in _fenced_blocks(utf8(answer))]
     if not blocks:
         answer = _unindent_first_line(answer)
@@ -173,7 +175,20 @@ def _lenient_answer(answer: str, target: str | None, entry_point: str | None) ->
             code = assemble(python + code_regions(_unindent_first_line(answer)), entry_point)
         if code is not None:
             return Extraction(code=code, language="python", valid=True, reason="ok")
+    elif entry_point and target is not None and target != "python" and blocks and len(blocks) <= MAX_BLOCKS:
+        code = _assembled(blocks, target, entry_point)
+        if code is not None:
+            return Extraction(code=code, language=target, valid=True, reason="ok")
     return _lenient(blocks, answer, target, Budget())
+
+
+def _assembled(blocks: list[_Block], target: str, entry_point: str) -> str | None:
+    """The worker's assembly over the untagged and target-language blocks; None (today's choice follows) if
+    there is none, their parse would cost more than one block may (`_syntax.MAX_BLOCK_COST`), or it fails."""
+    codes = [utf8(b.code) for b in blocks if b.code and (not b.tag or b.language == target)]
+    if not codes or sum(cost(code, target) for code in codes) > MAX_BLOCK_COST:
+        return None
+    return _ts_client.assemble(codes, target, entry_point)
 
 
 def _unindent_first_line(text: str) -> str:

@@ -47,11 +47,11 @@ def extract_all(
     """Extract the code of each response to `prompt`; `checkpoint` (if given) is called before each one and
     may raise to stop.
 
-    In lenient Python extraction the entry point (`entry_point`, else the one `prompt` names, see
-    `assembly.detect_entry_point`) picks and assembles the answer; `strict` and `paper` ignore both."""
+    In lenient extraction in a named language the entry point (`entry_point`, else the one `prompt` names,
+    see `assembly.detect_entry_point`) picks and assembles the answer; `strict` and `paper` ignore both."""
     entry = None
-    if mode == "lenient" and canonical_language(language) == "python":
-        entry = entry_point or (detect_entry_point(prompt) if prompt else None)
+    if mode == "lenient" and (canonical := canonical_language(language)) is not None:
+        entry = entry_point or (detect_entry_point(prompt, canonical) if prompt else None)
     extractions = []
     for text in texts:
         if checkpoint is not None:

@@ -27,7 +27,7 @@ class Reranker:
     `generator` and `reward_model` take instances or spec strings (`"litellm:openai/gpt-4o-mini"`,
     `"LARK-Lab/CodeScaler-8B"` or a local path). `sampling` holds default sampling knobs for `rerank`.
     `mode`: extraction rule, "lenient" (default), "strict" or "paper" (the recipe's, Python only; the RL default).
-    Lenient Python extraction uses the entry point the prompt names (`assembly.detect_entry_point`).
+    Lenient extraction uses the entry point the prompt names (`assembly.detect_entry_point`), in every language.
     `dedup`: "normalized" (default; True) scores programs that differ only in layout or comments once,
     "exact" only identical code, "none" (False) every candidate.
     """
