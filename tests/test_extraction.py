@@ -973,3 +973,11 @@ def test_threads_share_nothing() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda t: extract_code(t, language=None), texts))
     assert [r.code for r in results] == [PY, C, RUST, GO] * 10
+
+
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
+def test_a_cpp_block_ending_in_a_preprocessor_line_is_valid(mode):
+    """Extraction strips the block's last newline; tree-sitter needs one after `#include <x>` or `#endif`."""
+    for code in ("#include <vector>", "int f() { return 1; }\n#endif"):
+        extraction = extract_code(f"```cpp\n{code}\n```", language="cpp", mode=mode)
+        assert extraction.valid and extraction.code == code, (code, extraction.reason)

@@ -72,7 +72,7 @@ class Budget:
         if language == "python":
             tree = python_tree(code)
             return Verdict("syntax_error") if tree is None else Verdict("ok", has_real_python(tree))
-        outcome = _ts_client.check(data, language)
+        outcome = _ts_client.check(data + b"\n", language)  # a last `#include <x>` needs its line end
         self.crashed = outcome == "parse_failed"
         return Verdict("ok", outcome == "code") if outcome in ("code", "data") else Verdict(outcome)
 
