@@ -159,3 +159,27 @@ def test_smolagents_code_agent_with_best_of_n_and_final_answer_check(reranker, s
     strict.run(PROMPT)
     errors = [str(s.error) for s in strict.memory.steps if isinstance(s, smolagents.memory.ActionStep) and s.error]
     assert "the final answer's code scores" in errors[0] and "below 100.0" in errors[0]
+
+
+def test_adapters_select_with_the_rerankers_selector(tiny_rm):
+    """The adapters rank through `Reranker`, so its selector applies: rm+tests runs the prompt's examples."""
+    pytest.importorskip("langgraph", reason="needs the langgraph extra")
+    from langgraph.graph import END, START, StateGraph
+
+    from codescaler_rerank.integrations.langgraph import select_best_node
+
+    class State(TypedDict, total=False):
+        prompt: str
+        candidates: list[str]
+        best: str
+        ranking: RerankResult
+
+    prompt = 'def add(a, b):\n    """\n    >>> add(2, 3)\n    5\n    """\n'
+    wrong = ["```python\ndef add(a, b):\n    return a - b\n```", "```python\ndef add(a, b):\n    return a * b\n```"]
+    graph = StateGraph(State)
+    graph.add_node("select", select_best_node(Reranker(None, tiny_rm, selector="rm+tests")))
+    graph.add_edge(START, "select")
+    graph.add_edge("select", END)
+    state = graph.compile().invoke({"prompt": prompt, "candidates": [*wrong, GOOD]})
+    assert state["best"] == GOOD and state["ranking"].selector == "rm+tests"
+    assert state["ranking"].best.tests_passed is True and state["ranking"].sandbox_runs >= 1

@@ -232,3 +232,50 @@ def test_table_reports_failed_samples(tiny_rm):
     )
     text = format_result(Reranker(reward_model=tiny_rm).rank_output("Double x.", output))
     assert "failed sample 1: Timeout: upstream too slow" in text
+
+
+WRONG = "```python\ndef double(x):\n    return x + 1\n```"
+DOUBLE_PROMPT = 'def double(x):\n    """Twice x.\n    >>> double(2)\n    4\n    """\n'
+
+
+def test_rerank_with_a_selector_given_tests_and_adaptive_n(tiny_qwen3_path, tmp_path, capsys):
+    from openai_server import OpenAIServer
+
+    from codescaler_rerank.calibration import Calibrator
+
+    tests = tmp_path / "tests.py"
+    tests.write_text("assert double(5) == 10\n")
+    with OpenAIServer([WRONG, WRONG, GOOD]) as server:
+        code = main(["rerank", "Double x.", "--generator", "litellm:openai/ok", "--api-base", server.base_url,
+                     "--n", "3", "--rm", str(tiny_qwen3_path), "--selector", "tests", "--tests", str(tests)])
+    out = capsys.readouterr().out
+    assert code == 0 and "selector=tests (3 sandbox runs)" in out and "# best (candidate 2):" in out
+    assert out.splitlines()[0].split() == ["rank", "idx", "valid", "reason", "score", "reward", "tests", "lines"]
+    calibration = Calibrator(method="isotonic", xs=[0.0], ys=[0.95]).save(tmp_path / "calibration.json")
+    with OpenAIServer(["no code"] * 3 + [GOOD] + ["no code"] * 4) as server:
+        code = main(["rerank", "Double x.", "--generator", "litellm:openai/ok", "--api-base", server.base_url,
+                     "--n", "8", "--rm", str(tiny_qwen3_path), "--target", "0.9", "--calibration", str(calibration),
+                     "--min-confidence", "0.99", "--json"])
+        sizes = [body["n"] for body in server.chat_requests()]
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and sizes == [2, 2] and result["samples"] == 4 and result["best"]["index"] == 3
+    assert result["confidence"] == pytest.approx(0.95) and result["abstained"] is True
+
+
+def test_select_runs_each_lines_tests(tmp_path, tiny_qwen3_path):
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {"prompt": "Double x.", "candidates": [WRONG, GOOD], "tests": "assert double(3) == 6\n"},
+        {"prompt": DOUBLE_PROMPT, "candidates": [WRONG, GOOD]},  # the prompt's own example
+        {"prompt": "Double x.", "candidates": [GOOD, WRONG]},  # no tests: the RM's order
+        {"prompt": "Double x.", "candidates": [GOOD], "tests": 3},
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    code = main(["select", str(source), "--rm", str(tiny_qwen3_path), "-o", str(out), "--no-progress",
+                 "--selector", "tests"])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert code == 1 and "'tests' must be a string" in rows[3]["error"]
+    assert [r["result"]["best"]["index"] for r in rows[:2]] == [1, 1]
+    assert [r["result"]["sandbox_runs"] for r in rows[:3]] == [2, 2, 0]
+    assert all(r["result"]["selector"] == "tests" for r in rows[:3])

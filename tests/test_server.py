@@ -89,8 +89,10 @@ def test_best_of_n_answer_with_ranking(proxy, upstream, tiny_rm):
     assert len(completion.choices) == 1 and completion.choices[0].finish_reason == "stop"
     assert ranking["n"] == 4 and [c["rank"] for c in ranking["candidates"]] == [1, 2, 3, 4]
     assert completion.choices[0].message.content == ranking["candidates"][0]["text"]
-    assert set(ranking["timings"]) == {"generate", "extract", "score", "total"}
+    assert set(ranking["timings"]) == {"generate", "extract", "score", "select", "total"}
     assert ranking["reward_model"] == tiny_rm.name
+    assert (ranking["selector"], ranking["confidence"], ranking["abstained"], ranking["sandbox_runs"]) == (
+        "rm", None, False, 0)
     assert completion.usage.prompt_tokens == sum(len(m["content"].split()) for m in messages)
     # the same scoring path as rerank(): the RM sees the last user message
     expected = Reranker(None, tiny_rm).select(PROMPT, ANSWERS)
@@ -109,6 +111,23 @@ def test_the_proxy_warms_its_reward_model_up_before_serving(upstream, tiny_rm):
     assert rm.warmed_up is None
     with running_server(create_app(generator, rm, ServerConfig(n=2))):
         assert rm.warmed_up is not None and rm.warmed_up.path == "packed-sdpa"
+
+
+def test_selector_runs_the_public_tests_of_the_request(proxy, upstream):
+    """rm+tests in the proxy: the request's `tests` run in the sandbox on the RM's best until one passes."""
+    api = client(proxy(selector="rm+tests"))
+    completion = api.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": PROMPT}], extra_body={"tests": "assert add(2, 3) == 5\n"}
+    )
+    ranking = completion.model_extra["codescaler"]
+    assert ranking["selector"] == "rm+tests" and ranking["candidates"][0]["tests_passed"] is True
+    assert completion.choices[0].message.content in (ANSWERS[0], ANSWERS[2])
+    assert ranking["sandbox_runs"] == 1 and ranking["timings"]["select"] > 0  # both valid answers pass
+    with pytest.raises(openai.BadRequestError, match="'tests' must be"):
+        api.chat.completions.create(model="m", messages=[{"role": "user", "content": PROMPT}],
+                                    extra_body={"tests": "assert add(2, 3) =="})
+    body = upstream.chat_requests()[-1]
+    assert "tests" not in body  # the tests stay in the proxy
 
 
 def test_n_per_request_and_validation(proxy, upstream):
@@ -234,6 +253,7 @@ def test_cli_serve(upstream, tiny_qwen3_path):
     cmd = [
         sys.executable, "-m", "codescaler_rerank", "serve", "--generator", "litellm:openai/ok",
         "--api-base", upstream.base_url, "--rm", str(tiny_qwen3_path), "--n", "2", "--port", str(port),
+        "--selector", "rm+votes",
     ]
     process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -250,6 +270,7 @@ def test_cli_serve(upstream, tiny_qwen3_path):
             model="m", messages=[{"role": "user", "content": PROMPT}]
         )
         assert completion.model_extra["codescaler"]["n"] == 2
+        assert completion.model_extra["codescaler"]["selector"] == "rm+votes"
     finally:
         process.terminate()
         process.wait(timeout=30)

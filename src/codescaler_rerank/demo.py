@@ -74,7 +74,9 @@ def load_adapter_reward_model(path: str | Path, *, max_length: int | None = None
     base = json.loads((Path(path) / BASE_FILE).read_text(encoding="utf-8"))
     model, tokenizer = load_base_classifier(base["model"], base["gguf_file"], base["num_hidden_layers"])
     model = peft.PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-    return RewardModel(model, tokenizer, max_length=max_length or base["max_length"], name=f"demo RM ({path})")
+    rm = RewardModel(model, tokenizer, max_length=max_length or base["max_length"], name=f"demo RM ({path})")
+    rm.directory = str(path)
+    return rm
 
 
 def sample_candidates(problem: Problem, m: int | None, seed: int) -> Problem:

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Sequence, TextIO
 from .reranker import Reranker
 from .results import RerankResult
 
-Request = tuple[str, list[str]]
+Request = tuple[str, list[str], str | None]  # prompt, candidates, tests (for execution-based selectors)
 
 
 def select_jsonl(
@@ -107,13 +107,14 @@ def _rank_all(reranker: Reranker, requests: list[Request]) -> Iterable[RerankRes
 
 def _attempt(reranker: Reranker, request: Request) -> RerankResult | Exception:
     try:
-        return reranker.select(*request)
+        prompt, candidates, tests = request
+        return reranker.select(prompt, candidates, tests=tests)
     except Exception as exc:
         return exc
 
 
 def _parse(number: int, raw: bytes) -> tuple[dict[str, Any], Request | None]:
-    """The line's row (with `error` set when it cannot be ranked) and its (prompt, candidates) when it can."""
+    """The line's row (with `error` set when it cannot be ranked) and its (prompt, candidates, tests) when it can."""
     row: dict[str, Any] = {"line": number, "input": None, "result": None, "error": None}
     try:
         text = raw.decode("utf-8")
@@ -139,7 +140,11 @@ def _parse(number: int, raw: bytes) -> tuple[dict[str, Any], Request | None]:
     if not isinstance(candidates, list) or not candidates or not all(isinstance(c, str) for c in candidates):
         row["error"] = "'candidates' must be a non-empty list of strings"
         return row, None
-    return row, (record["prompt"], candidates)
+    tests = record.get("tests")
+    if tests is not None and not isinstance(tests, str):
+        row["error"] = "'tests' must be a string of assertions"
+        return row, None
+    return row, (record["prompt"], candidates, tests)
 
 
 def _dump(row: dict[str, Any]) -> str:

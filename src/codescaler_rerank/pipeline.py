@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from .assembly import detect_entry_point
 from .extraction import Extraction, canonical_language, extract_code, normalize_code
@@ -58,6 +58,17 @@ def extract_all(
             checkpoint()
         extractions.append(extract_code(text, language=language, mode=mode, entry_point=entry))
     return extractions
+
+
+def score_each(
+    scorer: RewardScorer, groups: Iterable[tuple[str, Sequence[str], str | None]], language: str | None, mode: str,
+    dedup: str | bool = "normalized",
+) -> Iterator[list[ScoredExtraction]]:
+    """Extract and score the responses of each (prompt, responses, entry point or None) group, one reward-model
+    call per group."""
+    for prompt, texts, entry_point in groups:
+        extractions = extract_all(texts, language, mode, prompt, entry_point)
+        yield score_extractions(scorer, [(prompt, extractions)], dedup=dedup)[0]
 
 
 DEDUP_MODES = ("exact", "normalized", "none")

@@ -16,7 +16,7 @@ import httpx
 
 from ._async import run_sync
 from ._deps import require
-from .formatting import EncodedInput, encode_rm_inputs
+from .formatting import EncodedInput, RMPreset, encode_rm_inputs, resolve_preset
 from .reward_model import RewardModelError, ScoredInput, scored_inputs
 
 ENDPOINTS = ("/classify", "/pooling")
@@ -56,6 +56,7 @@ class RemoteRewardModel:
     The tokenizer is loaded with transformers (the `hf` extra) from `tokenizer`, else from the served model's
     path as `/v1/models` reports it; pass `tokenizer=` when the client cannot reach that path.
     Requests carry `use_activation: false`, so scores are raw logits (vLLM would otherwise apply a sigmoid).
+    `preset` (`formatting.RMPreset` or its name) defaults to the one the served model's name implies.
 
     Construction asks `/v1/models` for the model (and its `max_model_len`, which caps `max_length`) and sends
     one probe to pick the endpoint and to check that the model returns exactly one logit. Each request waits
@@ -85,6 +86,7 @@ class RemoteRewardModel:
         batch_size: int = 32,
         trust_remote_code: bool = False,
         cooldown: float = 30.0,
+        preset: str | RMPreset | None = None,
     ) -> None:
         if max_concurrency < 1 or batch_size < 1 or max_retries < 0:
             raise ValueError("max_concurrency and batch_size must be at least 1, max_retries at least 0")
@@ -111,6 +113,7 @@ class RemoteRewardModel:
         if tokenizer is None:
             tokenizer = card.get("root") or self.model
         self.tokenizer = self._load_tokenizer(tokenizer, trust_remote_code)
+        self.preset = resolve_preset(preset, card.get("root") or self.model)
         self.endpoint = run_sync(self._probe())
 
     def __repr__(self) -> str:
@@ -127,7 +130,7 @@ class RemoteRewardModel:
 
     async def ascore_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[ScoredInput]:
         """Score (prompt, code) pairs in concurrent requests of `batch_size` inputs."""
-        encoded = encode_rm_inputs(self.tokenizer, pairs, self.max_length)
+        encoded = encode_rm_inputs(self.tokenizer, pairs, self.max_length, self.preset)
         chunks = [encoded[i : i + self.batch_size] for i in range(0, len(encoded), self.batch_size)]
         async with self._client() as client:
             results = await asyncio.gather(*(self._classify(client, self.endpoint, chunk) for chunk in chunks))

@@ -28,6 +28,8 @@ class Candidate(BaseModel):
     finish_reason: str | None = None
     completion_tokens: int | None = None
     latency: float | None = None
+    p_pass: float | None = None  # calibrated P(pass | score), when the reranker has a calibration
+    tests_passed: bool | None = None  # verdict on the public tests (rm+tests, tests); None: not run
 
 
 class Timings(BaseModel):
@@ -36,6 +38,7 @@ class Timings(BaseModel):
     generate: float = 0.0
     extract: float = 0.0
     score: float = 0.0
+    select: float = 0.0  # the selector (its sandbox runs, for rm+tests and tests) and calibration
     total: float = 0.0
 
 
@@ -57,6 +60,11 @@ class RerankResult(BaseModel):
     usage: Usage
     failures: list[GenerationFailure] = []
     reward_model: str | None = None
+    selector: str = "rm"  # the selector that ordered `candidates` (see `selection`)
+    confidence: float | None = None  # the best candidate's P(pass); None without a calibration
+    abstained: bool = False  # confidence below the reranker's `min_confidence`: no candidate is likely correct
+    samples: int | None = None  # samples drawn (all of them, adaptive `rerank(..., target=...)` included)
+    sandbox_runs: int = 0  # sandbox runs the selector made
 
 
 class NoCandidatesError(GenerationError):

@@ -14,10 +14,11 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Hashable, Sequence
 
 from ._deps import require
-from .formatting import EncodedInput, encode_rm_inputs
+from .formatting import EncodedInput, RMPreset, encode_rm_inputs, resolve_preset
 from .packing import (
     ATTENTION_CHOICES,
     MAX_ROW_TOKENS,
@@ -139,12 +140,14 @@ class RewardModel:
         packing: bool | None = None,
         attention: str = "auto",
         name: str | None = None,
+        preset: str | RMPreset | None = None,
     ) -> None:
         """`token_budget`: tokens per forward pass (None: `packing.default_token_budget`, re-read each call).
         `packing`: None packs supported decoders where `attention` says so; False pads; True packs (an error for a
         model that cannot). `attention` of packed rows: "auto" (CUDA: flex, then SDPA; CPU: padded, or SDPA with
         `packing=True`), "flex" or "sdpa"; see `scoring_paths.candidate_paths`. A packing reward model sets the
-        model's attention implementation once, to `scoring_paths.DISPATCH_ATTENTION` (SDPA for padded calls)."""
+        model's attention implementation once, to `scoring_paths.DISPATCH_ATTENTION` (SDPA for padded calls).
+        `preset`: the input preset (`formatting.RMPreset` or its name; None: from the model's name)."""
         label = name or type(model).__name__
         if getattr(model.config, "num_labels", None) != 1:
             raise RewardModelError(
@@ -173,6 +176,8 @@ class RewardModel:
         self._oom_budget: int | None = None  # half the row that last ran out of memory, kept from then on
         self._probed = not self.packing
         self._lock = threading.RLock()
+        self.preset = resolve_preset(preset, self.name)
+        self.directory: str | None = None  # the local directory it was loaded from (where a calibration is looked for)
         self.last_batching: Batching | None = None
         self.warmed_up: Warmup | None = None  # what the last `warmup()` did
 
@@ -226,9 +231,13 @@ class RewardModel:
         packing: bool | None = None,
         attention: str = "auto",
         trust_remote_code: bool = False,
+        preset: str | RMPreset | None = None,
         **model_kwargs: Any,
     ) -> "RewardModel":
-        """Load a classifier and its tokenizer; bf16 on GPU, fp32 on CPU unless `dtype` says otherwise."""
+        """Load a classifier and its tokenizer; bf16 on GPU, fp32 on CPU unless `dtype` says otherwise.
+
+        `preset` (`formatting.RMPreset` or its name) defaults to the one the name implies (`formatting.preset_for`:
+        Themis-RM names get the Themis system prompt, others CodeScaler's plain conversation)."""
         torch = require("torch", "hf")
         transformers = require("transformers", "hf")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -244,7 +253,7 @@ class RewardModel:
         except (OSError, ValueError) as exc:
             raise RewardModelError(f"cannot load reward model {name_or_path!r}: {exc}") from exc
         tokenizer.padding_side = "right"
-        return cls(
+        rm = cls(
             model.to(device),
             tokenizer,
             max_length=max_length,
@@ -252,7 +261,10 @@ class RewardModel:
             packing=packing,
             attention=attention,
             name=name_or_path,
+            preset=preset,
         )
+        rm.directory = str(name_or_path) if Path(name_or_path).is_dir() else None
+        return rm
 
     @property
     def device(self) -> Any:
@@ -260,7 +272,7 @@ class RewardModel:
 
     def encode(self, pairs: Sequence[tuple[str, str]]) -> list[EncodedInput]:
         """RM input tokens for each (prompt, code) pair, built by the library's single formatter."""
-        return encode_rm_inputs(self.tokenizer, pairs, self.max_length)
+        return encode_rm_inputs(self.tokenizer, pairs, self.max_length, self.preset)
 
     def score(self, prompt: str, codes: Sequence[str]) -> list[float]:
         """Raw scores of `codes` as answers to `prompt`, in the order given."""
@@ -383,4 +395,5 @@ class RewardModel:
         return logits[:, 0].tolist()
 
     def __repr__(self) -> str:
-        return f"RewardModel({self.name!r}, device={self.device}, max_length={self.max_length})"
+        return (f"RewardModel({self.name!r}, device={self.device}, max_length={self.max_length}, "
+                f"preset={self.preset.name!r})")

@@ -4,8 +4,11 @@
   `LiteLLMGenerator`); other generators get the last user message only. The reward model always scores
   (last user message's text, candidate code), the CodeScaler recipe.
 - The reply's one choice is the selected answer; `codescaler` in the response holds the full ranking
-  (candidates with scores and validity, timings, usage, failures). `n` in the request body (`extra_body={"n": 3}`
-  with the openai client) sets the number of samples, not the number of choices. `usage` counts all N samples.
+  (candidates with scores and validity, timings per stage, usage, failures, and what the selection stage added:
+  `selector`, `confidence`, `abstained`, `sandbox_runs`, per candidate `p_pass` and `tests_passed`). `n` in the
+  request body (`extra_body={"n": 3}` with the openai client) sets the number of samples, not the number of
+  choices; `tests` (a string of assertions) gives the execution-based selectors (`ServerConfig.selector`) their
+  public tests, else they use the prompt's examples. `usage` counts all N samples.
 - `stream: true` gets the selected answer in SSE chunks once selection is done (the ranking rides on the last one).
 - Scoring of concurrent requests is merged into bulk calls of the reward model (`BatchingScorer`); a bulk call
   that raises is retried request by request, so one bad request fails alone.
@@ -14,7 +17,8 @@ Limits, and what a client gets (`ServerConfig` fields):
 
 - auth (`api_key`): bearer token on `/v1/*`, `/get_reward`, `/docs`, `/redoc`, `/openapi.json`, the reward
   model's name in `/health`, and `/metrics` with `metrics_auth`; 401 otherwise.
-- body (`max_body_bytes`) 413; malformed JSON, nesting deeper than 64, bad `n`/`stream`/`stream_options`: 400.
+- body (`max_body_bytes`) 413; malformed JSON, nesting deeper than 64, bad `n`/`stream`/`stream_options`/`tests`:
+  400.
 - `max_pending` requests in flight, counted until their ranking has stopped, not until their answer: 429.
 - `request_timeout` seconds per request: 504, and the request's scoring job is cancelled (ranking stops at its
   next step, a queued scoring job is skipped).
@@ -58,9 +62,11 @@ from ._metrics import ProxyMetrics
 from .generators.base import GenerationError, GenerationFailure, GenerationOutput, Generator
 from .messages import last_text
 from .pipeline import RewardScorer
+from .public_tests import parses
 from .reranker import Reranker
 from .results import RerankResult
 from .reward_model import warm_up
+from .selection import selection_stage
 from .specs import load_reward_model
 
 fastapi = require("fastapi", "server")
@@ -100,6 +106,9 @@ class ServerConfig:
     body_timeout: float = 30.0  # seconds to receive a request's body after its headers
     keep_alive: int = 5  # seconds an idle kept-alive connection stays open
     sampling: dict[str, Any] = field(default_factory=dict)  # defaults under the request's own knobs
+    selector: str = "rm"  # see `selection`: "rm", "rm+votes", "rm+tests", "tests"
+    calibration: Any = None  # a Calibrator or its file (`codescaler-rerank calibrate`), for p_pass and confidence
+    min_confidence: float | None = None  # below it a result is marked abstained (needs a calibration)
 
 
 def cap_answers(output: GenerationOutput, per_answer: int, total: int) -> GenerationOutput:
@@ -132,6 +141,7 @@ class _Proxy:
             load_reward_model(reward_model), max_batch=config.max_batch, window=config.batch_window,
             on_batch=self.metrics.observe_batch,
         )
+        self.selection = selection_stage(None, config.selector, config.calibration, config.min_confidence)
         self._reranker(Ticket())  # a bad language, mode or dedup setting fails here, not at the first request
         self.model_name = config.model_name or getattr(generator, "model", None) or "codescaler-rerank"
         self.in_flight = 0
@@ -171,6 +181,9 @@ class _Proxy:
             raise ProxyError(400, "'stream' must be a boolean", param="stream")
         if not isinstance(body.get("stream_options", {}), (dict, type(None))):
             raise ProxyError(400, "'stream_options' must be an object", param="stream_options")
+        tests = body.get("tests")
+        if tests is not None and not (isinstance(tests, str) and parses(tests)):
+            raise ProxyError(400, "'tests' must be a string of Python assertions that parses", param="tests")
         return {**body, "n": n}
 
     def _admit(self) -> Ticket:
@@ -196,7 +209,7 @@ class _Proxy:
         ranking: concurrent.futures.Future | None = None
         try:
             prompt, output, generate_time = await asyncio.wait_for(self._generate(body), ticket.remaining())
-            ranking = self.executor.submit(self._rank, ticket, prompt, output, generate_time)
+            ranking = self.executor.submit(self._rank, ticket, prompt, output, generate_time, body.get("tests"))
             result = await asyncio.wait_for(asyncio.wrap_future(ranking), ticket.remaining())
         except (asyncio.TimeoutError, JobCancelled) as exc:
             raise ProxyError(504, f"request took longer than {self.config.request_timeout}s", "timeout") from exc
@@ -228,15 +241,18 @@ class _Proxy:
         output = cap_answers(output, self.config.max_answer_chars, self.config.max_total_answer_chars)
         return prompt, output, time.perf_counter() - start
 
-    def _rank(self, ticket: Ticket, prompt: str, output: GenerationOutput, generate_time: float) -> RerankResult:
+    def _rank(
+        self, ticket: Ticket, prompt: str, output: GenerationOutput, generate_time: float, tests: str | None = None
+    ) -> RerankResult:
         """Extract, score and select in a worker thread; the ticket is checked before each step."""
-        return self._reranker(ticket).rank_output(prompt, output, generate_time, checkpoint=ticket.check)
+        return self._reranker(ticket).rank_output(prompt, output, generate_time, tests=tests, checkpoint=ticket.check)
 
     def _reranker(self, ticket: Ticket) -> Reranker:
-        """A Reranker whose scoring calls carry `ticket`."""
-        config = self.config
+        """A Reranker whose scoring calls carry `ticket`, with the proxy's selection stage."""
+        config, stage = self.config, self.selection
         return Reranker(
-            None, self.scorer.bound(ticket), language=config.language, mode=config.mode, dedup=config.dedup
+            None, self.scorer.bound(ticket), language=config.language, mode=config.mode, dedup=config.dedup,
+            selector=stage.selector, calibration=stage.calibrator, min_confidence=stage.min_confidence,
         )
 
     def completion(self, result: RerankResult, n: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 from typing import Any, Sequence
 
 from ._deps import require
-from .formatting import encode_rm_inputs
+from .formatting import RMPreset, encode_rm_inputs, resolve_preset
 from .generators.base import Completion, GenerationOutput
 from .reward_model import RewardModelError, ScoredInput, scored_inputs
 
@@ -114,6 +114,7 @@ class VLLMRewardModel:
     Prefix caching is on by default, since the N candidates of a prompt share its tokens. The score head runs in
     fp32 (`hf_overrides={"head_dtype": "float32"}`, vLLM's default for pooling models, made explicit): in bf16,
     logits 3.01 and 3.02 would both come back as 3.015625.
+    `preset`: the input preset (`formatting.RMPreset` or its name; None: from the model's name).
     `llm_kwargs` go to `vllm.LLM` (dtype, max_model_len, tensor_parallel_size, gpu_memory_utilization, ...).
     """
 
@@ -124,6 +125,7 @@ class VLLMRewardModel:
         tokenizer: Any = None,
         max_length: int = 4096,
         trust_remote_code: bool = False,
+        preset: str | RMPreset | None = None,
         **llm_kwargs: Any,
     ) -> None:
         vllm = require("vllm", "vllm")
@@ -151,6 +153,7 @@ class VLLMRewardModel:
         )
         self.max_length = min(max_length, self.llm.model_config.max_model_len)
         self.name = model
+        self.preset = resolve_preset(preset, model)
         self._lock = threading.Lock()  # vllm.LLM is not thread-safe
 
     def __repr__(self) -> str:
@@ -169,7 +172,7 @@ class VLLMRewardModel:
         if not pairs:
             return []
         vllm = require("vllm", "vllm")
-        encoded = encode_rm_inputs(self.tokenizer, pairs, self.max_length)
+        encoded = encode_rm_inputs(self.tokenizer, pairs, self.max_length, self.preset)
         prompts = [{"prompt_token_ids": e.input_ids} for e in encoded]  # vllm.inputs.TokensPrompt
         with self._lock:
             outputs = self.llm.classify(

@@ -174,11 +174,13 @@ def _run_chunk(jobs: list[Job], workers: int, limits: dict[str, Any]) -> list[Ex
 class _ChunkRanker:
     """A Ray actor with one `Reranker`: ranks chunks of JSONL lines exactly as `jsonl_select.select_jsonl` does."""
 
-    def __init__(self, reward_model: Any, language: str | None, mode: str, rm_kwargs: dict[str, Any]) -> None:
+    def __init__(self, reward_model: Any, language: str | None, mode: str, rm_kwargs: dict[str, Any],
+                 rerank_options: dict[str, Any]) -> None:
         from ..reranker import Reranker
         from ..specs import load_reward_model
 
-        self.reranker = Reranker(None, load_reward_model(reward_model, **rm_kwargs), language=language, mode=mode)
+        self.reranker = Reranker(None, load_reward_model(reward_model, **rm_kwargs), language=language, mode=mode,
+                                 **rerank_options)
 
     def rank(self, chunk: list[tuple[int, bytes]]) -> list[tuple[str, bool]]:
         """Each line's output row as JSON, and whether it is an error row."""
@@ -187,15 +189,17 @@ class _ChunkRanker:
 
 def select_jsonl(source: BinaryIO, sink: TextIO, reward_model: Any = DEFAULT_REWARD_MODEL, *, actors: int = 1,
                  batch_lines: int = 32, language: str | None = "python", mode: str = "lenient", num_gpus: float = 0,
-                 progress: Any = None, **rm_kwargs: Any) -> tuple[int, int]:
+                 progress: Any = None, rerank_options: dict[str, Any] | None = None,
+                 **rm_kwargs: Any) -> tuple[int, int]:
     """`jsonl_select.select_jsonl` on `actors` Ray actors (each loads the reward model once, reserving `num_gpus`):
     chunks of `batch_lines` lines go to the actors in turn, at most two per actor in flight, and the rows come back
-    in input order. A chunk whose actor dies becomes error rows. Returns (rows, error rows)."""
+    in input order. A chunk whose actor dies becomes error rows. `rerank_options` go to each actor's `Reranker`
+    (`selector`, `calibration`, `min_confidence`). Returns (rows, error rows)."""
     ray = require("ray", "ray")
     if actors < 1 or batch_lines < 1:
         raise ValueError("actors and batch_lines must be at least 1")
     ranker = ray.remote(num_gpus=num_gpus)(_ChunkRanker)
-    pool = [ranker.remote(reward_model, language, mode, rm_kwargs) for _ in range(actors)]
+    pool = [ranker.remote(reward_model, language, mode, rm_kwargs, dict(rerank_options or {})) for _ in range(actors)]
     pending: collections.deque[tuple[list[tuple[int, bytes]], Any]] = collections.deque()
     counts = [0, 0]
 
