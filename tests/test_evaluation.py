@@ -202,10 +202,10 @@ def test_rm_tests_and_votes_on_synthetic_pools_are_exact():
     # (0,1) 1 T 1 run, (0,2) 2 F 1, (0,3) none passes -> 3 T 2, (1,2) 2 F 1, (1,3) 1 T 2, (2,3) 2 F 2
     config = EvalConfig(ns=[2, 4], latency_samples=0, selectors=["rm+tests"])
     report = evaluate_best_of_n([POOL_A], ValueScorer(), config)
-    a = report.problems[0]
+    a, costs = report.problems[0], report.costs  # one problem: its costs are the means
     assert a.rates[2]["rm+tests"] == pytest.approx(0.5) and a.rates[4]["rm+tests"] == 0.0
-    assert a.costs[2]["rm+tests"].runs == pytest.approx(1.5) and a.costs[2]["public_tests"].runs == 2
-    assert a.costs[4]["rm+tests"].runs == 2 and a.costs[4]["public_tests"].runs == 4
+    assert costs[2]["rm+tests"].runs == pytest.approx(1.5) and costs[2]["public_tests"].runs == 2
+    assert costs[4]["rm+tests"].runs == 2 and costs[4]["public_tests"].runs == 4
     assert report.costs[2]["rm+tests"].seconds > 0 and "rm+tests" in format_report(report)
     # rm+votes: A and B are one program (names differ) with score 1; C scores 3 and fails. z-scores: A, B -0.707,
     # C 1.414; a weight above 2.121 / ln 2 = 3.06 lets the group win.

@@ -124,7 +124,6 @@ class ProblemResult(BaseModel):
     pass_rate: float
     public_pass_rate: float | None = None  # share of candidates passing the public tests; None: no public tests
     rates: dict[int, dict[str, float]] = {}
-    costs: dict[int, dict[str, Cost]] = {}  # execution-based methods: mean sandbox work per selection
     votes_weight: dict[int, float] = {}  # the rm+votes weight used per N (chosen on the other problems)
 
 
@@ -211,7 +210,7 @@ def evaluate_best_of_n(
     weights = config.votes_weights if "rm+votes" in config.selectors else []
     measured = [_problem_result(pool, config, selectors, weights)
                 for pool in tqdm(pools, desc="subsets", disable=not progress)]
-    results, votes = [r for r, _ in measured], [v for _, v in measured]
+    results, costs, votes = ([m[k] for m in measured] for k in range(3))
     if weights:
         _choose_votes_weight(results, votes, weights)
     timing = Timing(
@@ -228,7 +227,7 @@ def evaluate_best_of_n(
     }
     return EvalReport(
         reward_model=_name(scorer), config=config, results=_aggregate(results, config), problems=results,
-        timing=timing, costs=_mean_costs(results, config), votes_by_weight=votes_by_weight,
+        timing=timing, costs=_mean_costs(costs, config), votes_by_weight=votes_by_weight,
         calibration=calibration, adaptive=adaptive,
     )
 
@@ -467,8 +466,9 @@ def _subsets(size: int, n: int, config: EvalConfig, problem_id: str) -> list[Seq
 
 def _problem_result(
     pool: Pool, config: EvalConfig, selectors: dict[str, Any], weights: Sequence[float]
-) -> tuple[ProblemResult, dict[int, list[float]]]:
-    """Each method's pass rate per N over the subsets, execution costs, and rm+votes' rate at each weight."""
+) -> tuple[ProblemResult, dict[int, dict[str, Cost]], dict[int, list[float]]]:
+    """Each method's pass rate per N over the subsets; the execution-based ones' mean sandbox cost per selection
+    (measured, so kept out of the deterministic `ProblemResult`); rm+votes' rate at each weight."""
     labels = pool.labels
     rates: dict[int, dict[str, float]] = {}
     costs: dict[int, dict[str, Cost]] = {}
@@ -499,9 +499,9 @@ def _problem_result(
     public = None if pool.public is None else [r.passed for r in pool.public]
     return ProblemResult(
         problem_id=pool.problem_id, candidates=len(labels), pass_rate=_share(labels),
-        public_pass_rate=None if public is None else _share(public), rates=rates, costs=costs,
+        public_pass_rate=None if public is None else _share(public), rates=rates,
         votes_weight={n: weights[0] for n in votes},
-    ), votes
+    ), costs, votes
 
 
 def _choose_votes_weight(
@@ -517,10 +517,10 @@ def _choose_votes_weight(
             results[k].votes_weight[n] = weights[choice]
 
 
-def _mean_costs(results: Sequence[ProblemResult], config: EvalConfig) -> dict[int, dict[str, Cost]]:
+def _mean_costs(per_problem: Sequence[dict[int, dict[str, Cost]]], config: EvalConfig) -> dict[int, dict[str, Cost]]:
     """Per N and execution-based method: the mean sandbox cost per selection over the problems that have it."""
     return {n: {m: mean_cost(costs) for m, costs in by.items()}
-            for n, by in _by_n_and_method(config.ns, [r.costs for r in results]).items()}
+            for n, by in _by_n_and_method(config.ns, per_problem).items()}
 
 
 def _by_n_and_method(ns: Sequence[int], per_problem: Sequence[dict[int, dict[str, Any]]]) -> dict[int, dict[str, list]]:
