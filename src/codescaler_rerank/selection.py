@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from ._syntax import parse_python
+from ._syntax import MAX_BLOCK_COST, cost, python_tree, utf8
 from .calibration import Calibrator, calibration_path
 from .execution import ExecutionResult
 from .extraction import normalize_code
@@ -178,11 +178,8 @@ def program_key(code: str, language: str | None) -> str:
     """What `rm+votes` groups by (a digest): Python's structure with local names numbered (see the module
     docstring), else the normalised code. Cached: evaluation asks for the same programs many times."""
     key = None
-    if language == "python":
-        try:
-            tree = parse_python(code)
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            tree = None
+    if language == "python" and cost(utf8(code), "python") <= MAX_BLOCK_COST:  # the bound `normalize_code` keeps
+        tree = python_tree(code)
         if tree is not None:
             key = ast.dump(_Renamer(tree).visit(tree), annotate_fields=False)
     if key is None:
